@@ -1,0 +1,343 @@
+#include "conf/conf.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/common.h"
+
+typedef enum { K_STR, K_INT, K_SIZE, K_SECS, K_BOOL } kind_t;
+
+typedef struct {
+  const char *name; /* flag name without "--" */
+  char shortopt;
+  kind_t kind;
+  size_t offset;
+  const char *def;
+  const char *help;
+} key_t_;
+
+#define OFF(f) offsetof(tusk_conf_t, f)
+
+/* The one table of configuration keys. */
+static const key_t_ keys[] = {
+    {"listen", 'l', K_STR, OFF(listen), "127.0.0.1:8080", "address to listen on, HOST:PORT (port 0 picks a free one)"},
+    {"workers", 'w', K_INT, OFF(workers), "0", "PHP worker processes (0: twice the CPU count)"},
+    {"front-controller", 0, K_STR, OFF(front_controller), NULL,
+     "script that handles paths that are not files (default: index.php when present; 'off' disables)"},
+    {"index", 0, K_STR, OFF(index_files), "index.php index.html", "index files for directory requests"},
+    {"php-ini", 'c', K_STR, OFF(php_ini), NULL, "php.ini file to use instead of /etc/php/8.2/embed/php.ini"},
+    {"static-cache-control", 0, K_STR, OFF(static_cache_control), NULL,
+     "Cache-Control header for static files, e.g. 'public, max-age=3600'"},
+    {"access-log", 0, K_STR, OFF(access_log), NULL, "access log file ('-' for stderr); off by default"},
+    {"log-level", 0, K_STR, OFF(log_level), "info", "debug, info, warn or error"},
+    {"allow-symlinks", 0, K_BOOL, OFF(allow_symlinks), "0", "serve symlinks that point outside the document root"},
+    {"max-header-size", 0, K_SIZE, OFF(max_head), "16k", "largest request head (request line + headers) -> 431"},
+    {"max-uri", 0, K_SIZE, OFF(max_uri), "8k", "longest request target -> 414"},
+    {"max-headers", 0, K_INT, OFF(max_headers), "100", "most header fields in a request -> 431"},
+    {"max-body-size", 0, K_SIZE, OFF(max_body), "8m", "largest request body (like post_max_size) -> 413"},
+    {"max-connections", 0, K_INT, OFF(max_connections), "10000", "open client connections at most"},
+    {"queue-size", 0, K_INT, OFF(queue_size), "1024", "requests waiting for a busy PHP worker at most -> 503"},
+    {"header-timeout", 0, K_SECS, OFF(header_timeout), "10", "seconds to receive a request head -> 408"},
+    {"body-timeout", 0, K_SECS, OFF(body_timeout), "30", "seconds of silence while receiving a body -> 408"},
+    {"idle-timeout", 0, K_SECS, OFF(idle_timeout), "60", "seconds an idle keep-alive connection is kept"},
+    {"request-timeout", 0, K_SECS, OFF(request_timeout), "60",
+     "wall-clock seconds a PHP request may run before 504 and its worker is replaced"},
+    {"drain-timeout", 0, K_SECS, OFF(drain_timeout), "30", "seconds to finish in-flight requests on SIGTERM"},
+};
+
+static int set_key(tusk_conf_t *c, const key_t_ *k, const char *val, char *err, size_t errlen) {
+  char *base = (char *)c + k->offset;
+  char *end = NULL;
+  switch (k->kind) {
+    case K_STR: {
+      char **p = (char **)base;
+      free(*p);
+      *p = val ? strdup(val) : NULL;
+      return 0;
+    }
+    case K_INT: {
+      errno = 0;
+      long v = strtol(val, &end, 10);
+      if (errno || end == val || *end || v < 0 || v > INT_MAX) goto bad;
+      if (k->offset == OFF(max_headers)) {
+        *(size_t *)base = (size_t)v;
+      } else {
+        *(int *)base = (int)v;
+      }
+      return 0;
+    }
+    case K_SIZE: {
+      errno = 0;
+      unsigned long long v = strtoull(val, &end, 10);
+      if (errno || end == val || val[0] == '-') goto bad;
+      unsigned long long mul = 1;
+      if (*end == 'k' || *end == 'K') mul = 1024, end++;
+      else if (*end == 'm' || *end == 'M') mul = 1024 * 1024, end++;
+      else if (*end == 'g' || *end == 'G') mul = 1024ULL * 1024 * 1024, end++;
+      if (*end) goto bad;
+      *(size_t *)base = (size_t)(v * mul);
+      return 0;
+    }
+    case K_SECS: {
+      errno = 0;
+      double v = strtod(val, &end);
+      if (errno || end == val || *end || v < 0) goto bad;
+      *(double *)base = v;
+      return 0;
+    }
+    case K_BOOL: {
+      if (!strcmp(val, "1") || !strcasecmp(val, "true") || !strcasecmp(val, "yes") || !strcasecmp(val, "on")) {
+        *(int *)base = 1;
+      } else if (!strcmp(val, "0") || !strcasecmp(val, "false") || !strcasecmp(val, "no") || !strcasecmp(val, "off")) {
+        *(int *)base = 0;
+      } else {
+        goto bad;
+      }
+      return 0;
+    }
+  }
+bad:
+  snprintf(err, errlen, "invalid value '%s' for --%s (%s)", val, k->name,
+           k->kind == K_SIZE ? "a size like 8m or 16k" : k->kind == K_SECS ? "seconds, like 30 or 0.5"
+           : k->kind == K_BOOL ? "true or false" : "a whole number");
+  return TUSK_EPROTO;
+}
+
+static const key_t_ *find_key(const char *name, size_t len, char shortopt) {
+  for (size_t i = 0; i < TUSK_ARRAY_SIZE(keys); i++) {
+    if (shortopt) {
+      if (keys[i].shortopt == shortopt) return &keys[i];
+    } else if (strlen(keys[i].name) == len && !strncmp(keys[i].name, name, len)) {
+      return &keys[i];
+    }
+  }
+  return NULL;
+}
+
+static int add_ini(tusk_conf_t *c, const char *kv, char *err, size_t errlen) {
+  if (!strchr(kv, '=')) {
+    snprintf(err, errlen, "-d needs key=value, got '%s'", kv);
+    return TUSK_EPROTO;
+  }
+  size_t old = c->ini_entries ? strlen(c->ini_entries) : 0;
+  char *p = realloc(c->ini_entries, old + strlen(kv) + 2);
+  if (!p) return TUSK_ENOMEM;
+  memcpy(p + old, kv, strlen(kv));
+  p[old + strlen(kv)] = '\n';
+  p[old + strlen(kv) + 1] = '\0';
+  c->ini_entries = p;
+  return 0;
+}
+
+void tusk_conf_print_help(void) {
+  printf(
+      "Tusk %s: a PHP application server.\n\n"
+      "Usage:\n"
+      "  tusk serve [DOCROOT] [options]   serve DOCROOT (default: the current folder)\n"
+      "  tusk --help | --version\n\n"
+      "Options (each also settable as an environment variable TUSK_<NAME>, e.g. TUSK_LISTEN):\n",
+      TUSK_VERSION);
+  for (size_t i = 0; i < TUSK_ARRAY_SIZE(keys); i++) {
+    char flag[64];
+    if (keys[i].shortopt) {
+      snprintf(flag, sizeof flag, "-%c, --%s", keys[i].shortopt, keys[i].name);
+    } else {
+      snprintf(flag, sizeof flag, "    --%s", keys[i].name);
+    }
+    printf("  %-28s %s", flag, keys[i].help);
+    if (keys[i].def && keys[i].kind != K_BOOL) printf(" [%s]", keys[i].def);
+    printf("\n");
+  }
+  printf("  %-28s %s\n", "-d key=value", "set a php.ini directive (repeatable)");
+  printf("  %-28s %s\n", "-h, --help", "show this help");
+  printf("  %-28s %s\n", "-V, --version", "show the version");
+  printf(
+      "\nSignals: SIGTERM/SIGINT drain and exit; SIGHUP/SIGUSR2 replace all PHP workers\n"
+      "without failing a request (deploy new code).\n"
+      "Docs: docs/configuration.md. php_sapi_name() returns \"cli-server\" (see docs).\n");
+}
+
+static int finish(tusk_conf_t *c, const char *docroot, char *err, size_t errlen) {
+  /* listen */
+  const char *colon = strrchr(c->listen, ':');
+  if (!colon || colon == c->listen) {
+    snprintf(err, errlen, "--listen must be HOST:PORT, got '%s'", c->listen);
+    return TUSK_EPROTO;
+  }
+  char *end;
+  long port = strtol(colon + 1, &end, 10);
+  if (*end || port < 0 || port > 65535 || end == colon + 1) {
+    snprintf(err, errlen, "--listen port must be 0-65535, got '%s'", colon + 1);
+    return TUSK_EPROTO;
+  }
+  c->listen_port = (int)port;
+  const char *h = c->listen;
+  size_t hl = (size_t)(colon - c->listen);
+  if (h[0] == '[' && hl >= 2 && h[hl - 1] == ']') h++, hl -= 2;
+  c->listen_host = strndup(h, hl);
+
+  char real[PATH_MAX];
+  if (!realpath(docroot, real)) {
+    snprintf(err, errlen, "document root '%s' cannot be opened: %s", docroot, strerror(errno));
+    return TUSK_EPROTO;
+  }
+  struct stat st;
+  if (stat(real, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    snprintf(err, errlen, "document root '%s' is not a directory", docroot);
+    return TUSK_EPROTO;
+  }
+  c->docroot = strdup(real);
+
+  if (c->workers == 0) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    c->workers = (int)(n > 0 ? n * 2 : 2);
+  }
+  if (c->workers > 1024) {
+    snprintf(err, errlen, "--workers must be 1024 or less, got %d", c->workers);
+    return TUSK_EPROTO;
+  }
+  if (c->max_headers < 1 || c->max_head < 64 || c->max_uri < 16) {
+    snprintf(err, errlen, "header limits are too small (max-headers >= 1, max-header-size >= 64, max-uri >= 16)");
+    return TUSK_EPROTO;
+  }
+  if (c->max_connections < 1) c->max_connections = 1;
+
+  c->front_controller_auto = 0;
+  if (c->front_controller == NULL) {
+    c->front_controller_auto = 1;
+  } else if (!strcmp(c->front_controller, "off") || !c->front_controller[0]) {
+    free(c->front_controller);
+    c->front_controller = NULL;
+  } else {
+    const char *fc = c->front_controller;
+    while (*fc == '/') fc++;
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", c->docroot, fc);
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
+      snprintf(err, errlen, "front controller '%s' is not a file under %s", c->front_controller, c->docroot);
+      return TUSK_EPROTO;
+    }
+    char *copy = strdup(fc);
+    free(c->front_controller);
+    c->front_controller = copy;
+  }
+  if (c->front_controller_auto) {
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/index.php", c->docroot);
+    if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) c->front_controller = strdup("index.php");
+  }
+  if (c->php_ini && access(c->php_ini, R_OK) != 0) {
+    snprintf(err, errlen, "--php-ini file '%s' cannot be read: %s", c->php_ini, strerror(errno));
+    return TUSK_EPROTO;
+  }
+  return 0;
+}
+
+int tusk_conf_parse(tusk_conf_t *c, int argc, char **argv, char *err, size_t errlen) {
+  memset(c, 0, sizeof *c);
+  c->cmd = TUSK_CMD_SERVE;
+  int rc;
+  /* Defaults, then the environment. */
+  for (size_t i = 0; i < TUSK_ARRAY_SIZE(keys); i++) {
+    if (keys[i].def && (rc = set_key(c, &keys[i], keys[i].def, err, errlen)) != 0) return rc;
+    char env[64] = "TUSK_";
+    size_t n = 5;
+    for (const char *p = keys[i].name; *p && n < sizeof env - 1; p++) env[n++] = *p == '-' ? '_' : (char)toupper(*p);
+    env[n] = '\0';
+    const char *v = getenv(env);
+    if (v && (rc = set_key(c, &keys[i], v, err, errlen)) != 0) {
+      size_t l = strlen(err);
+      snprintf(err + l, errlen - l, " (from %s)", env);
+      return rc;
+    }
+  }
+  const char *docroot = getenv("TUSK_DOCROOT");
+  int i = 1;
+  if (i < argc && !strcmp(argv[i], "serve")) i++;
+  for (; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "-h") || !strcmp(a, "--help") || !strcmp(a, "help")) {
+      c->cmd = TUSK_CMD_HELP;
+      return 0;
+    }
+    if (!strcmp(a, "-V") || !strcmp(a, "--version") || !strcmp(a, "version")) {
+      c->cmd = TUSK_CMD_VERSION;
+      return 0;
+    }
+    if (!strcmp(a, "-d")) {
+      if (i + 1 >= argc) {
+        snprintf(err, errlen, "-d needs key=value");
+        return TUSK_EPROTO;
+      }
+      if ((rc = add_ini(c, argv[++i], err, errlen)) != 0) return rc;
+      continue;
+    }
+    if (!strncmp(a, "-d", 2) && a[2]) {
+      if ((rc = add_ini(c, a + 2, err, errlen)) != 0) return rc;
+      continue;
+    }
+    const key_t_ *k = NULL;
+    const char *val = NULL;
+    if (a[0] == '-' && a[1] == '-') {
+      const char *name = a + 2;
+      const char *eq = strchr(name, '=');
+      size_t len = eq ? (size_t)(eq - name) : strlen(name);
+      k = find_key(name, len, 0);
+      if (!k && len > 3 && !strncmp(name, "no-", 3) && (k = find_key(name + 3, len - 3, 0)) && k->kind == K_BOOL) {
+        val = "0";
+      } else if (!k) {
+        snprintf(err, errlen, "unknown option '%s' (see tusk --help)", a);
+        return TUSK_EPROTO;
+      }
+      if (!val) val = eq ? eq + 1 : NULL;
+    } else if (a[0] == '-' && a[1] && !a[2]) {
+      k = find_key(NULL, 0, a[1]);
+      if (!k) {
+        snprintf(err, errlen, "unknown option '%s' (see tusk --help)", a);
+        return TUSK_EPROTO;
+      }
+    } else if (a[0] == '-') {
+      snprintf(err, errlen, "unknown option '%s' (see tusk --help)", a);
+      return TUSK_EPROTO;
+    } else {
+      if (docroot && docroot != getenv("TUSK_DOCROOT")) {
+        snprintf(err, errlen, "more than one document root given ('%s' and '%s')", docroot, a);
+        return TUSK_EPROTO;
+      }
+      docroot = a;
+      continue;
+    }
+    if (!val) {
+      if (k->kind == K_BOOL) {
+        val = "1";
+      } else if (i + 1 < argc) {
+        val = argv[++i];
+      } else {
+        snprintf(err, errlen, "option --%s needs a value (see tusk --help)", k->name);
+        return TUSK_EPROTO;
+      }
+    }
+    if ((rc = set_key(c, k, val, err, errlen)) != 0) return rc;
+  }
+  return finish(c, docroot ? docroot : ".", err, errlen);
+}
+
+void tusk_conf_dispose(tusk_conf_t *c) {
+  for (size_t i = 0; i < TUSK_ARRAY_SIZE(keys); i++) {
+    if (keys[i].kind == K_STR) {
+      char **p = (char **)((char *)c + keys[i].offset);
+      free(*p);
+      *p = NULL;
+    }
+  }
+  free(c->docroot);
+  free(c->listen_host);
+  free(c->ini_entries);
+  c->docroot = c->listen_host = c->ini_entries = NULL;
+}

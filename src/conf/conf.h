@@ -1,0 +1,53 @@
+/* Tusk's configuration: one table of keys, each settable by a command-line
+ * flag (--key) and by an environment variable (TUSK_KEY, upper case, '-'
+ * as '_'). Flags win over the environment.
+ *
+ * tusk_conf_parse() fills a tusk_conf_t from argv/environ. On a bad value it
+ * returns a negative code and writes one clear sentence into err. The
+ * strings in tusk_conf_t are owned by the conf and freed by
+ * tusk_conf_dispose(). */
+#ifndef TUSK_CONF_CONF_H
+#define TUSK_CONF_CONF_H
+
+#include <stddef.h>
+
+typedef enum {
+  TUSK_CMD_SERVE = 0,
+  TUSK_CMD_HELP,
+  TUSK_CMD_VERSION,
+} tusk_cmd_t;
+
+typedef struct tusk_conf_s {
+  tusk_cmd_t cmd;
+  char *docroot;          /* absolute, resolved */
+  char *listen;           /* "host:port" as given */
+  char *listen_host;
+  int listen_port;
+  int workers;
+  char *front_controller; /* script path relative to docroot, or NULL */
+  int front_controller_auto; /* use index.php when present */
+  char *index_files;      /* space separated */
+  char *php_ini;          /* --php-ini: replaces the system php.ini */
+  char *ini_entries;      /* -d key=value lines, "\n" separated */
+  char *static_cache_control;
+  char *access_log;       /* path, "-" for stderr, NULL for off */
+  char *log_level;
+  int allow_symlinks;     /* follow symlinks that leave the docroot */
+  size_t max_head;
+  size_t max_uri;
+  size_t max_headers;
+  size_t max_body;
+  int max_connections;
+  int queue_size;
+  double header_timeout;
+  double body_timeout;
+  double idle_timeout;
+  double request_timeout;
+  double drain_timeout;
+} tusk_conf_t;
+
+int tusk_conf_parse(tusk_conf_t *c, int argc, char **argv, char *err, size_t errlen);
+void tusk_conf_dispose(tusk_conf_t *c);
+void tusk_conf_print_help(void);
+
+#endif

@@ -1,0 +1,1011 @@
+#include "http/h1_conn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/sendfile.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/common.h"
+#include "core/log.h"
+#include "http/response.h"
+#include "proc/channel.h"
+#include "proc/pool.h"
+
+enum { ST_HEAD = 0, ST_BODY, ST_PHP, ST_WRITE, ST_LINGER };
+enum { TM_NONE = 0, TM_IDLE, TM_HEADER, TM_BODY, TM_LINGER };
+
+#define SMALL_FILE (64 * 1024)
+#define FILE_CHUNK (256 * 1024)
+#define MAX_PIPELINE_BUFFER (64 * 1024)
+
+typedef struct wreq_s {
+  uv_write_t w;
+  tusk_buf_t buf;
+  tusk_h1_conn_t *c;
+} wreq_t;
+
+static void conn_close(tusk_h1_conn_t *c);
+static void process(tusk_h1_conn_t *c);
+static void static_pump(tusk_h1_conn_t *c);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+void tusk__h1_write_and_close(tusk_h1_conn_t *c, tusk_buf_t *b);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+static uint64_t now_ms(tusk_h1_conn_t *c) { return uv_now(c->ctx->loop); }
+
+/* ---- timers -------------------------------------------------------------- */
+
+static void on_timer(uv_timer_t *t) {
+  tusk_h1_conn_t *c = t->data;
+  if (c->closing) return;
+  switch (c->state) {
+    case ST_HEAD:
+      if (c->in.len == 0) {
+        conn_close(c); /* idle keep-alive connection */
+        return;
+      }
+      TUSK_DEBUG("%s:%d: request head not received in time: 408", c->remote_addr, c->remote_port);
+      break;
+    case ST_BODY:
+      TUSK_DEBUG("%s:%d: request body stalled: 408", c->remote_addr, c->remote_port);
+      break;
+    default:
+      conn_close(c);
+      return;
+  }
+  /* 408 and close. */
+  c->keep_alive = 0;
+  c->state = ST_WRITE;
+  tusk_buf_t b;
+  tusk_buf_init(&b);
+  tusk_buf_t body;
+  tusk_buf_init(&body);
+  tusk_http_error_body(&body, 408);
+  tusk_buf_printf(&b,
+                  "HTTP/1.1 408 Request Timeout\r\nServer: tusk\r\nDate: %s\r\nContent-Type: "
+                  "text/html\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+                  tusk_http_date_now(), body.len);
+  tusk_buf_append(&b, body.data, body.len);
+  tusk_buf_dispose(&body);
+  c->status = 408;
+  tusk__h1_write_and_close(c, &b);
+}
+
+static void arm(tusk_h1_conn_t *c, double secs) {
+  if (c->closing) return;
+  if (secs <= 0) {
+    uv_timer_stop(&c->timer);
+    return;
+  }
+  uv_timer_start(&c->timer, on_timer, (uint64_t)(secs * 1000.0), 0);
+}
+
+/* ---- writing --------------------------------------------------------------- */
+
+static void after_writes(tusk_h1_conn_t *c);
+
+static void on_write(uv_write_t *w, int status) {
+  wreq_t *r = (wreq_t *)w;
+  tusk_h1_conn_t *c = r->c;
+  tusk_buf_dispose(&r->buf);
+  free(r);
+  c->writes_pending--;
+  if (status < 0) {
+    if (!c->closing) conn_close(c);
+    return;
+  }
+  if (!c->closing) after_writes(c);
+}
+
+/* Writes b (taking its storage) to the client. */
+static void conn_write(tusk_h1_conn_t *c, tusk_buf_t *b) {
+  if (c->closing || b->len == 0) {
+    tusk_buf_dispose(b);
+    return;
+  }
+  size_t off = 0;
+  if (c->writes_pending == 0) {
+    uv_buf_t ub = uv_buf_init(b->data, (unsigned)b->len);
+    int n = uv_try_write((uv_stream_t *)&c->tcp, &ub, 1);
+    if (n == (int)b->len) {
+      tusk_buf_dispose(b);
+      return;
+    }
+    if (n > 0) off = (size_t)n;
+    else if (n != UV_EAGAIN) {
+      tusk_buf_dispose(b);
+      conn_close(c);
+      return;
+    }
+  }
+  wreq_t *r = malloc(sizeof *r);
+  if (!r) {
+    tusk_buf_dispose(b);
+    conn_close(c);
+    return;
+  }
+  r->c = c;
+  r->buf = *b;
+  tusk_buf_init(b);
+  uv_buf_t ub = uv_buf_init(r->buf.data + off, (unsigned)(r->buf.len - off));
+  c->writes_pending++;
+  if (uv_write(&r->w, (uv_stream_t *)&c->tcp, &ub, 1, on_write) != 0) {
+    c->writes_pending--;
+    tusk_buf_dispose(&r->buf);
+    free(r);
+    conn_close(c);
+  }
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  tusk_h1_conn_t *c = req->data;
+  free(req);
+  if (c->closing) return;
+  if (status < 0) {
+    conn_close(c);
+    return;
+  }
+  /* Lingering close: read and drop what the client still sends, so that
+   * our response is not destroyed by a reset. */
+  c->state = ST_LINGER;
+  uv_timer_start(&c->timer, on_timer, 2000, 0);
+}
+
+static void start_close(tusk_h1_conn_t *c) {
+  if (c->closing || c->state == ST_LINGER) return;
+  uv_shutdown_t *s = malloc(sizeof *s);
+  if (!s || (s->data = c, uv_shutdown(s, (uv_stream_t *)&c->tcp, on_shutdown)) != 0) {
+    free(s);
+    conn_close(c);
+    return;
+  }
+  c->state = ST_LINGER;
+}
+
+static void after_writes(tusk_h1_conn_t *c) {
+  if (c->file_left > 0 && c->writes_pending == 0) {
+    static_pump(c);
+    return;
+  }
+  if (c->close_after_write && c->writes_pending == 0 && c->file_left == 0) start_close(c);
+}
+
+void tusk__h1_write_and_close(tusk_h1_conn_t *c, tusk_buf_t *b) {
+  c->close_after_write = 1;
+  conn_write(c, b);
+  if (!c->closing) after_writes(c);
+}
+
+/* ---- request lifecycle ------------------------------------------------------ */
+
+static void access_log(tusk_h1_conn_t *c) {
+  FILE *f = c->ctx->access_log;
+  if (!f) return;
+  char date[32];
+  tusk_http_date_format(time(NULL), date);
+  const tusk_h1_header_t *ref = tusk_h1_find_header(&c->req, "Referer");
+  const tusk_h1_header_t *ua = tusk_h1_find_header(&c->req, "User-Agent");
+  fprintf(f, "%s - - [%s] \"%.*s %.*s HTTP/1.%d\" %d %llu \"%.*s\" \"%.*s\" %llums\n", c->remote_addr,
+          date, (int)c->req.method_len, c->req.method, (int)c->req.target_len, c->req.target,
+          c->req.version_minor, c->status, (unsigned long long)c->sent, ref ? (int)ref->value_len : 1,
+          ref ? ref->value : "-", ua ? (int)ua->value_len : 1, ua ? ua->value : "-",
+          (unsigned long long)(now_ms(c) - c->started_ms));
+  fflush(f);
+}
+
+/* The whole response has been handed to libuv. */
+static void finish_request(tusk_h1_conn_t *c) {
+  access_log(c);
+  free((void *)c->req.method); /* the copied head, see copy_head() */
+  memset(&c->req, 0, sizeof c->req);
+  c->req.headers = c->headers;
+  tusk_buf_reset(&c->body);
+  if (c->body.cap > 1024 * 1024) tusk_buf_dispose(&c->body);
+  tusk_buf_dispose(&c->php_head);
+  tusk_buf_reset(&c->php_body);
+  if (c->php_body.cap > 1024 * 1024) tusk_buf_dispose(&c->php_body);
+  c->have_head = c->streaming = c->php_done = 0;
+  c->sent_continue = 0;
+  c->sent = 0;
+  c->status = 0;
+  c->head_len = 0;
+  if (!c->keep_alive || c->ctx->draining) {
+    c->close_after_write = 1;
+    c->state = ST_WRITE;
+    after_writes(c);
+    return;
+  }
+  c->state = ST_HEAD;
+  if (c->read_stopped) {
+    c->read_stopped = 0;
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  }
+}
+
+static void respond_simple(tusk_h1_conn_t *c, int status, const char *extra_headers, int close) {
+  tusk_buf_t b, body;
+  tusk_buf_init(&b);
+  tusk_buf_init(&body);
+  if (status >= 400 && !c->is_head) tusk_http_error_body(&body, status);
+  if (close) c->keep_alive = 0;
+  tusk_buf_printf(&b, "HTTP/1.1 %d %s\r\nServer: tusk\r\nDate: %s\r\n%s", status, tusk_http_reason(status),
+                  tusk_http_date_now(), extra_headers ? extra_headers : "");
+  if (status >= 400) tusk_buf_append_str(&b, "Content-Type: text/html; charset=utf-8\r\n");
+  if (status != 204 && status != 304) {
+    size_t len = body.len;
+    if (c->is_head && status >= 400) {
+      tusk_buf_t tmp;
+      tusk_buf_init(&tmp);
+      tusk_http_error_body(&tmp, status);
+      len = tmp.len;
+      tusk_buf_dispose(&tmp);
+    }
+    tusk_buf_printf(&b, "Content-Length: %zu\r\n", len);
+  }
+  if (!c->keep_alive) tusk_buf_append_str(&b, "Connection: close\r\n");
+  else if (c->req.version_minor == 0) tusk_buf_append_str(&b, "Connection: keep-alive\r\n");
+  tusk_buf_append(&b, "\r\n", 2);
+  tusk_buf_append(&b, body.data, body.len);
+  c->status = status;
+  c->sent = body.len;
+  tusk_buf_dispose(&body);
+  c->state = ST_WRITE;
+  conn_write(c, &b);
+  if (!c->closing) finish_request(c);
+}
+
+/* Rejects a request whose head could not be parsed: answer and close. */
+static void reject(tusk_h1_conn_t *c, int status, const char *why) {
+  TUSK_INFO("%s:%d: %d %s (%s)", c->remote_addr, c->remote_port, status, tusk_http_reason(status), why);
+  if (!c->req.method) {
+    c->req.method = strdup("-");
+    c->req.method_len = 1;
+    c->req.target = "-";
+    c->req.target_len = 1;
+    c->req.version_minor = 1;
+  }
+  respond_simple(c, status, NULL, 1);
+}
+
+/* Copies the parsed head out of the input buffer (which may move as more
+ * bytes arrive) and rebases the parser's pointers onto the copy. The copy
+ * is one allocation whose start is c->req.method. */
+static int copy_head(tusk_h1_conn_t *c) {
+  char *copy = malloc(c->head_len + 1);
+  if (!copy) return TUSK_ENOMEM;
+  memcpy(copy, c->in.data, c->head_len);
+  copy[c->head_len] = '\0';
+  ptrdiff_t d = copy - c->in.data;
+#define REBASE(p) \
+  if (p) p = (const char *)((p) + d)
+  REBASE(c->req.method);
+  REBASE(c->req.target);
+  REBASE(c->req.host);
+  for (size_t i = 0; i < c->req.num_headers; i++) {
+    REBASE(c->headers[i].name);
+    REBASE(c->headers[i].value);
+  }
+#undef REBASE
+  /* method is the first byte of the head only if no empty lines preceded it;
+   * keep the allocation start in method by construction below. */
+  if (c->req.method != copy) {
+    /* Leading CRLFs were skipped: keep the pointer to free in a header-less
+     * way by moving the method to the start. */
+    size_t skip = (size_t)(c->req.method - copy);
+    memmove(copy, copy + skip, c->head_len - skip + 1);
+    ptrdiff_t d2 = -(ptrdiff_t)skip;
+    c->req.method += d2;
+    c->req.target += d2;
+    if (c->req.host) c->req.host += d2;
+    for (size_t i = 0; i < c->req.num_headers; i++) {
+      c->headers[i].name += d2;
+      c->headers[i].value += d2;
+    }
+  }
+  tusk_buf_consume(&c->in, c->head_len);
+  return 0;
+}
+
+static const char *hdr(tusk_h1_conn_t *c, const char *name, size_t *len) {
+  const tusk_h1_header_t *h = tusk_h1_find_header(&c->req, name);
+  if (!h) return NULL;
+  *len = h->value_len;
+  return h->value;
+}
+
+/* ---- static files ------------------------------------------------------------ */
+
+static void static_pump(tusk_h1_conn_t *c) {
+  while (c->file_left > 0 && !c->closing) {
+    if (c->writes_pending == 0) {
+      /* Fast client: hand the file to the kernel. */
+      int sock;
+      if (uv_fileno((uv_handle_t *)&c->tcp, &sock) == 0) {
+        ssize_t n = sendfile(sock, c->file_fd, &c->file_off, c->file_left);
+        if (n > 0) {
+          c->file_left -= (size_t)n;
+          c->sent += (uint64_t)n;
+          continue;
+        }
+        if (n < 0 && errno != EAGAIN && errno != EINTR) {
+          conn_close(c);
+          return;
+        }
+      }
+    }
+    /* Would block: queue one chunk through libuv, which tells us when the
+     * socket drains (on_write -> after_writes -> static_pump). */
+    tusk_buf_t b;
+    tusk_buf_init(&b);
+    size_t want = TUSK_MIN(c->file_left, (size_t)FILE_CHUNK);
+    if (tusk_buf_reserve(&b, want) != 0) {
+      conn_close(c);
+      return;
+    }
+    ssize_t n = pread(c->file_fd, b.data, want, c->file_off);
+    if (n <= 0) {
+      tusk_buf_dispose(&b);
+      conn_close(c);
+      return;
+    }
+    b.len = (size_t)n;
+    c->file_off += n;
+    c->file_left -= (size_t)n;
+    c->sent += (uint64_t)n;
+    conn_write(c, &b);
+    return;
+  }
+  if (c->file_left == 0 && c->file_fd >= 0) {
+    close(c->file_fd);
+    c->file_fd = -1;
+    if (!c->closing) finish_request(c);
+  }
+}
+
+static void serve_static(tusk_h1_conn_t *c, tusk_route_t *r) {
+  size_t ml = c->req.method_len;
+  if (!(ml == 3 && !memcmp(c->req.method, "GET", 3)) && !c->is_head) {
+    close(r->fd);
+    if (ml == 7 && !memcmp(c->req.method, "OPTIONS", 7)) {
+      respond_simple(c, 204, "Allow: GET, HEAD, OPTIONS\r\n", 0);
+    } else {
+      respond_simple(c, 405, "Allow: GET, HEAD, OPTIONS\r\n", 0);
+    }
+    return;
+  }
+  tusk_static_req_t q;
+  memset(&q, 0, sizeof q);
+  q.if_none_match = hdr(c, "If-None-Match", &q.if_none_match_len);
+  q.if_modified_since = hdr(c, "If-Modified-Since", &q.if_modified_since_len);
+  q.range = hdr(c, "Range", &q.range_len);
+  q.if_range = hdr(c, "If-Range", &q.if_range_len);
+  tusk_buf_t extra;
+  tusk_buf_init(&extra);
+  off_t off;
+  size_t len;
+  int status = tusk_static_prepare(&r->st, r->file, &q, c->ctx->conf->static_cache_control, &extra, &off, &len);
+  tusk_buf_t b;
+  tusk_buf_init(&b);
+  tusk_buf_printf(&b, "HTTP/1.1 %d %s\r\nServer: tusk\r\nDate: %s\r\n", status, tusk_http_reason(status),
+                  tusk_http_date_now());
+  tusk_buf_append(&b, extra.data, extra.len);
+  tusk_buf_dispose(&extra);
+  if (status != 304) tusk_buf_printf(&b, "Content-Length: %zu\r\n", len);
+  if (!c->keep_alive) tusk_buf_append_str(&b, "Connection: close\r\n");
+  else if (c->req.version_minor == 0) tusk_buf_append_str(&b, "Connection: keep-alive\r\n");
+  tusk_buf_append(&b, "\r\n", 2);
+  c->status = status;
+  c->state = ST_WRITE;
+  if (c->is_head || len == 0) {
+    close(r->fd);
+    conn_write(c, &b);
+    if (!c->closing) finish_request(c);
+    return;
+  }
+  if (len <= SMALL_FILE) {
+    if (tusk_buf_reserve(&b, len) == 0) {
+      ssize_t n = pread(r->fd, b.data + b.len, len, off);
+      close(r->fd);
+      if (n != (ssize_t)len) {
+        tusk_buf_dispose(&b);
+        conn_close(c);
+        return;
+      }
+      b.len += len;
+      c->sent = len;
+      conn_write(c, &b);
+      if (!c->closing) finish_request(c);
+      return;
+    }
+  }
+  conn_write(c, &b);
+  c->file_fd = r->fd;
+  c->file_off = off;
+  c->file_left = len;
+  if (!c->closing) static_pump(c);
+}
+
+/* ---- PHP requests -------------------------------------------------------------- */
+
+static int add_header_vars(tusk_h1_conn_t *c, tusk_chan_req_builder_t *b) {
+  char name[256];
+  tusk_buf_t joined;
+  tusk_buf_init(&joined);
+  for (size_t i = 0; i < c->req.num_headers; i++) {
+    const tusk_h1_header_t *h = &c->headers[i];
+    int dup = 0;
+    for (size_t j = 0; j < i && !dup; j++) {
+      dup = c->headers[j].name_len == h->name_len && !strncasecmp(c->headers[j].name, h->name, h->name_len);
+    }
+    if (dup) continue;
+    const char *val = h->value;
+    size_t vlen = h->value_len;
+    int is_cookie = h->name_len == 6 && !strncasecmp(h->name, "Cookie", 6);
+    for (size_t j = i + 1; j < c->req.num_headers; j++) {
+      const tusk_h1_header_t *o = &c->headers[j];
+      if (o->name_len == h->name_len && !strncasecmp(o->name, h->name, h->name_len)) {
+        if (val != joined.data) {
+          tusk_buf_reset(&joined);
+          tusk_buf_append(&joined, val, vlen);
+        }
+        tusk_buf_append_str(&joined, is_cookie ? "; " : ", ");
+        tusk_buf_append(&joined, o->value, o->value_len);
+        val = joined.data;
+        vlen = joined.len;
+      }
+    }
+    /* getallheaders(): the name as sent. */
+    if (h->name_len + 1 < sizeof name) {
+      name[0] = '\x01';
+      memcpy(name + 1, h->name, h->name_len);
+      tusk_chan_req_var(b, name, h->name_len + 1, val, vlen);
+    }
+    /* $_SERVER['HTTP_*']: like nginx, names with '_' are dropped (they would
+     * collide with '-'), and "Proxy" is dropped (httpoxy). */
+    if (h->name_len + 5 >= sizeof name || memchr(h->name, '_', h->name_len)) continue;
+    if (h->name_len == 5 && !strncasecmp(h->name, "Proxy", 5)) continue;
+    memcpy(name, "HTTP_", 5);
+    for (size_t k = 0; k < h->name_len; k++) {
+      char ch = h->name[k];
+      name[5 + k] = ch == '-' ? '_' : (ch >= 'a' && ch <= 'z') ? (char)(ch - 32) : ch;
+    }
+    tusk_chan_req_var(b, name, h->name_len + 5, val, vlen);
+  }
+  tusk_buf_dispose(&joined);
+  return 0;
+}
+
+static void dispatch_php(tusk_h1_conn_t *c, tusk_route_t *r, const char *path, const char *query,
+                         size_t query_len, const char *uri, size_t uri_len) {
+  const tusk_conf_t *conf = c->ctx->conf;
+  tusk_buf_reset(&c->reqframe);
+  tusk_chan_req_builder_t b;
+  c->seq++;
+  tusk_chan_req_begin(&b, &c->reqframe, c->seq);
+  char tmp[PATH_MAX + 64];
+  tusk_chan_req_var(&b, "REQUEST_METHOD", 14, c->req.method, c->req.method_len);
+  tusk_chan_req_var(&b, "REQUEST_URI", 11, uri, uri_len);
+  tusk_chan_req_var(&b, "QUERY_STRING", 12, query ? query : "", query ? query_len : 0);
+  tusk_chan_req_var_str(&b, "SCRIPT_FILENAME", r->file);
+  tusk_chan_req_var_str(&b, "SCRIPT_NAME", r->script_name);
+  snprintf(tmp, sizeof tmp, "%s%s", r->script_name, r->path_info);
+  tusk_chan_req_var_str(&b, "PHP_SELF", tmp);
+  tusk_chan_req_var_str(&b, "DOCUMENT_URI", tmp);
+  if (r->path_info[0]) {
+    tusk_chan_req_var_str(&b, "PATH_INFO", r->path_info);
+    snprintf(tmp, sizeof tmp, "%s%s", conf->docroot, r->path_info);
+    tusk_chan_req_var_str(&b, "PATH_TRANSLATED", tmp);
+  }
+  tusk_chan_req_var_str(&b, "DOCUMENT_ROOT", conf->docroot);
+  tusk_chan_req_var_str(&b, "SERVER_PROTOCOL", c->req.version_minor ? "HTTP/1.1" : "HTTP/1.0");
+  tusk_chan_req_var_str(&b, "REQUEST_SCHEME", "http");
+  tusk_chan_req_var_str(&b, "GATEWAY_INTERFACE", "CGI/1.1");
+  tusk_chan_req_var_str(&b, "SERVER_SOFTWARE", "Tusk/" TUSK_VERSION);
+  tusk_chan_req_var_str(&b, "REMOTE_ADDR", c->remote_addr);
+  snprintf(tmp, sizeof tmp, "%d", c->remote_port);
+  tusk_chan_req_var_str(&b, "REMOTE_PORT", tmp);
+  tusk_chan_req_var_str(&b, "SERVER_ADDR", c->local_addr);
+  snprintf(tmp, sizeof tmp, "%d", c->local_port);
+  tusk_chan_req_var_str(&b, "SERVER_PORT", tmp);
+  if (c->req.host && c->req.host_len) {
+    size_t hl = c->req.host_len;
+    const char *h = c->req.host;
+    if (h[0] == '[') {
+      const char *e = memchr(h, ']', hl);
+      if (e) hl = (size_t)(e - h) + 1;
+    } else {
+      const char *colon = memchr(h, ':', hl);
+      if (colon) hl = (size_t)(colon - h);
+    }
+    tusk_chan_req_var(&b, "SERVER_NAME", 11, h, hl);
+  } else {
+    tusk_chan_req_var_str(&b, "SERVER_NAME", c->local_addr);
+  }
+  tusk_chan_req_var_str(&b, "REDIRECT_STATUS", "200");
+  size_t ctl = 0;
+  const char *ct = hdr(c, "Content-Type", &ctl);
+  tusk_chan_req_var(&b, "CONTENT_TYPE", 12, ct ? ct : "", ct ? ctl : 0);
+  if (c->req.content_length >= 0 || c->req.chunked) {
+    snprintf(tmp, sizeof tmp, "%zu", c->body.len);
+    tusk_chan_req_var_str(&b, "CONTENT_LENGTH", tmp);
+  } else {
+    tusk_chan_req_var_str(&b, "CONTENT_LENGTH", "");
+  }
+  add_header_vars(c, &b);
+  if (tusk_chan_req_end(&b, c->body.data, c->body.len) != 0) {
+    respond_simple(c, 500, NULL, 1);
+    return;
+  }
+  (void)path;
+  c->state = ST_PHP;
+  uv_timer_stop(&c->timer);
+  if (tusk_pool_submit(c) != 0) {
+    TUSK_WARN("all PHP workers are busy and the queue is full: 503 for %.*s", (int)uri_len, uri);
+    c->state = ST_WRITE;
+    respond_simple(c, 503, "Retry-After: 1\r\n", 0);
+  }
+}
+
+/* ---- routing ------------------------------------------------------------------ */
+
+static void dispatch(tusk_h1_conn_t *c) {
+  uv_timer_stop(&c->timer);
+  const char *t = c->req.target;
+  size_t tl = c->req.target_len;
+  /* OPTIONS * */
+  if (tl == 1 && t[0] == '*') {
+    if (c->req.method_len == 7 && !memcmp(c->req.method, "OPTIONS", 7)) {
+      respond_simple(c, 204, "Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, QUERY\r\n", 0);
+    } else {
+      reject(c, 400, "'*' target is only for OPTIONS");
+    }
+    return;
+  }
+  /* absolute-form: http://authority/path?query */
+  if (t[0] != '/') {
+    size_t i = 0;
+    while (i < tl && t[i] != ':') i++;
+    if (i + 3 > tl || t[i + 1] != '/' || t[i + 2] != '/') {
+      reject(c, 400, "bad request target");
+      return;
+    }
+    size_t j = i + 3;
+    while (j < tl && t[j] != '/' && t[j] != '?') j++;
+    if (j == tl || t[j] == '?') {
+      /* "http://host" or "http://host?q": path is "/" */
+      static char slash[] = "/";
+      (void)slash;
+      t = t + j;
+      tl = tl - j;
+      if (tl == 0) {
+        t = "/";
+        tl = 1;
+      }
+    } else {
+      t += j;
+      tl -= j;
+    }
+    if (t[0] == '?') {
+      reject(c, 400, "bad request target");
+      return;
+    }
+  }
+  const char *q = memchr(t, '?', tl);
+  size_t pl = q ? (size_t)(q - t) : tl;
+  const char *query = q ? q + 1 : NULL;
+  size_t ql = q ? tl - pl - 1 : 0;
+  char path[PATH_MAX];
+  int n = tusk_path_normalize(t, pl, path, sizeof path);
+  if (n < 0) {
+    reject(c, -n, "bad request path");
+    return;
+  }
+  tusk_route_t *r = malloc(sizeof *r);
+  if (!r) {
+    respond_simple(c, 500, NULL, 1);
+    return;
+  }
+  tusk_route(&c->ctx->docroot, path, r);
+  switch (r->kind) {
+    case TUSK_ROUTE_STATIC:
+      serve_static(c, r);
+      break;
+    case TUSK_ROUTE_PHP:
+      dispatch_php(c, r, path, query, ql, t, tl);
+      break;
+    case TUSK_ROUTE_REDIRECT: {
+      tusk_buf_t h;
+      tusk_buf_init(&h);
+      tusk_buf_printf(&h, "Location: %s%s%.*s\r\n", r->file, query ? "?" : "", (int)ql, query ? query : "");
+      respond_simple(c, 301, h.data, 0);
+      tusk_buf_dispose(&h);
+      break;
+    }
+    default:
+      respond_simple(c, r->status, NULL, 0);
+      break;
+  }
+  free(r);
+}
+
+static void process(tusk_h1_conn_t *c) {
+  const tusk_conf_t *conf = c->ctx->conf;
+  while (!c->closing) {
+    if (c->state == ST_HEAD) {
+      if (c->in.len == 0) {
+        arm(c, conf->idle_timeout);
+        return;
+      }
+      c->req.headers = c->headers;
+      int rc = tusk_h1_parse_request(c->in.data, c->in.len, &c->req, &c->ctx->limits);
+      if (rc == TUSK_AGAIN) {
+        if (!uv_is_active((uv_handle_t *)&c->timer) || c->started_ms == 0) {
+          c->started_ms = now_ms(c);
+          arm(c, conf->header_timeout);
+        }
+        return;
+      }
+      if (rc < 0) {
+        memset(&c->req, 0, sizeof c->req);
+        reject(c, tusk_h1_error_status(rc), tusk_h1_error_str(rc));
+        return;
+      }
+      c->head_len = (size_t)rc;
+      if (copy_head(c) != 0) {
+        conn_close(c);
+        return;
+      }
+      if (c->started_ms == 0) c->started_ms = now_ms(c);
+      c->keep_alive = c->req.keep_alive;
+      c->is_head = c->req.method_len == 4 && !memcmp(c->req.method, "HEAD", 4);
+      tusk_buf_reset(&c->body);
+      if (c->req.chunked) {
+        tusk_h1_chunked_init(&c->chunked, conf->max_head);
+        c->state = ST_BODY;
+      } else if (c->req.content_length > 0) {
+        if ((uint64_t)c->req.content_length > conf->max_body) {
+          TUSK_INFO("%s:%d: 413 body of %lld bytes is over --max-body-size %zu", c->remote_addr, c->remote_port,
+                    (long long)c->req.content_length, conf->max_body);
+          respond_simple(c, 413, NULL, 1);
+          return;
+        }
+        c->body_need = (uint64_t)c->req.content_length;
+        c->state = ST_BODY;
+      } else {
+        dispatch(c);
+        continue;
+      }
+      if (c->req.expect_continue && c->req.version_minor == 1) {
+        int have_all = !c->req.chunked && c->in.len >= c->body_need;
+        if (!have_all) {
+          tusk_buf_t b;
+          tusk_buf_init(&b);
+          tusk_buf_append_str(&b, "HTTP/1.1 100 Continue\r\n\r\n");
+          conn_write(c, &b);
+        }
+      }
+      arm(c, conf->body_timeout);
+    }
+    if (c->state == ST_BODY) {
+      if (c->req.chunked) {
+        size_t used = 0;
+        int rc = tusk_h1_chunked_feed(&c->chunked, c->in.data, c->in.len, &used, &c->body);
+        tusk_buf_consume(&c->in, used);
+        if (c->body.len > conf->max_body) {
+          TUSK_INFO("%s:%d: 413 chunked body is over --max-body-size %zu", c->remote_addr, c->remote_port,
+                    conf->max_body);
+          respond_simple(c, 413, NULL, 1);
+          return;
+        }
+        if (rc == TUSK_AGAIN) {
+          arm(c, conf->body_timeout);
+          return;
+        }
+        if (rc < 0) {
+          reject(c, rc == TUSK_ENOMEM ? 500 : tusk_h1_error_status(rc), "bad chunked body");
+          return;
+        }
+        dispatch(c);
+        continue;
+      }
+      size_t take = (size_t)TUSK_MIN((uint64_t)c->in.len, c->body_need);
+      if (tusk_buf_append(&c->body, c->in.data, take) != 0) {
+        conn_close(c);
+        return;
+      }
+      tusk_buf_consume(&c->in, take);
+      c->body_need -= take;
+      if (c->body_need > 0) {
+        arm(c, conf->body_timeout);
+        return;
+      }
+      dispatch(c);
+      continue;
+    }
+    /* Waiting for PHP or a write: pipelined bytes stay buffered, but not
+     * without bound. */
+    if (c->in.len > MAX_PIPELINE_BUFFER && !c->read_stopped) {
+      c->read_stopped = 1;
+      uv_read_stop((uv_stream_t *)&c->tcp);
+    }
+    return;
+  }
+}
+
+/* ---- PHP response ------------------------------------------------------------- */
+
+static int php_status(tusk_h1_conn_t *c) {
+  if (c->php_head.len < 4) return 200;
+  uint16_t st;
+  memcpy(&st, c->php_head.data, 2);
+  return st ? st : 200;
+}
+
+static int bodyless(int status) { return status < 200 || status == 204 || status == 304; }
+
+/* Builds the response head from PHP's HEAD frame. content_length < 0 means
+ * the body is streamed (chunked on HTTP/1.1, close-delimited on 1.0). */
+static void build_head(tusk_h1_conn_t *c, tusk_buf_t *b, long long content_length) {
+  int status = php_status(c);
+  const char *reason = NULL;
+  size_t rl = 0;
+  const char *lines = "";
+  size_t ll = 0;
+  if (c->php_head.len >= 4) {
+    uint16_t r16;
+    memcpy(&r16, c->php_head.data + 2, 2);
+    if ((size_t)r16 + 4 <= c->php_head.len) {
+      reason = c->php_head.data + 4;
+      rl = r16;
+      lines = reason + rl;
+      ll = c->php_head.len - 4 - rl;
+    }
+  }
+  if (!reason || rl == 0) {
+    reason = tusk_http_reason(status);
+    rl = strlen(reason);
+  }
+  tusk_buf_printf(b, "HTTP/1.1 %d %.*s\r\nServer: tusk\r\nDate: %s\r\n", status, (int)rl, reason,
+                  tusk_http_date_now());
+  long long php_cl = -1;
+  /* Copy PHP's headers, except the framing ones we decide. */
+  const char *p = lines, *end = lines + ll;
+  while (p < end) {
+    const char *eol = memchr(p, '\r', (size_t)(end - p));
+    if (!eol) eol = end;
+    size_t n = (size_t)(eol - p);
+    if (n >= 15 && !strncasecmp(p, "Content-Length:", 15)) {
+      php_cl = atoll(p + 15);
+    } else if ((n >= 18 && !strncasecmp(p, "Transfer-Encoding:", 18)) ||
+               (n >= 11 && !strncasecmp(p, "Connection:", 11))) {
+      if (n >= 11 && !strncasecmp(p, "Connection:", 11) && strcasestr(p, "close") && strcasestr(p, "close") < eol)
+        c->keep_alive = 0;
+    } else if (n > 0) {
+      tusk_buf_append(b, p, n);
+      tusk_buf_append(b, "\r\n", 2);
+    }
+    p = eol + 2;
+  }
+  if (!bodyless(status)) {
+    if (content_length >= 0) {
+      if (c->is_head && php_cl >= 0 && content_length == 0) content_length = php_cl;
+      tusk_buf_printf(b, "Content-Length: %lld\r\n", content_length);
+    } else if (c->req.version_minor == 1) {
+      tusk_buf_append_str(b, "Transfer-Encoding: chunked\r\n");
+    } else {
+      c->keep_alive = 0;
+    }
+  }
+  if (!c->keep_alive || c->ctx->draining) tusk_buf_append_str(b, "Connection: close\r\n");
+  else if (c->req.version_minor == 0) tusk_buf_append_str(b, "Connection: keep-alive\r\n");
+  tusk_buf_append(b, "\r\n", 2);
+  c->status = status;
+}
+
+void tusk_h1_php_head(tusk_h1_conn_t *c, const char *payload, size_t len) {
+  tusk_buf_reset(&c->php_head);
+  tusk_buf_append(&c->php_head, payload, len);
+  c->have_head = 1;
+}
+
+/* Appends one piece of a streamed body, chunk-framed on HTTP/1.1. */
+static void stream_piece(tusk_h1_conn_t *c, tusk_buf_t *b, const char *data, size_t len) {
+  if (len == 0 || c->is_head || bodyless(php_status(c))) return;
+  if (c->req.version_minor == 1) tusk_buf_printf(b, "%zx\r\n", len);
+  tusk_buf_append(b, data, len);
+  if (c->req.version_minor == 1) tusk_buf_append(b, "\r\n", 2);
+  c->sent += len;
+}
+
+void tusk_h1_php_body(tusk_h1_conn_t *c, const char *data, size_t len, int flush) {
+  if (c->closing) return;
+  if (!c->streaming && !flush) {
+    tusk_buf_append(&c->php_body, data, len);
+    return;
+  }
+  tusk_buf_t b;
+  tusk_buf_init(&b);
+  if (!c->streaming) {
+    /* First flush: the head goes out with chunked framing. */
+    c->streaming = 1;
+    build_head(c, &b, -1);
+    stream_piece(c, &b, c->php_body.data, c->php_body.len);
+    tusk_buf_reset(&c->php_body);
+  }
+  stream_piece(c, &b, data, len);
+  conn_write(c, &b);
+}
+
+void tusk_h1_php_end(tusk_h1_conn_t *c) {
+  if (c->closing) return;
+  tusk_buf_t b;
+  tusk_buf_init(&b);
+  int status = php_status(c);
+  if (c->streaming) {
+    stream_piece(c, &b, c->php_body.data, c->php_body.len);
+    tusk_buf_reset(&c->php_body);
+    if (!c->is_head && !bodyless(status) && c->req.version_minor == 1) tusk_buf_append_str(&b, "0\r\n\r\n");
+  } else {
+    build_head(c, &b, (long long)c->php_body.len);
+    if (!c->is_head && !bodyless(status)) {
+      tusk_buf_append(&b, c->php_body.data, c->php_body.len);
+      c->sent = c->php_body.len;
+    }
+  }
+  c->worker = NULL;
+  c->state = ST_WRITE;
+  conn_write(c, &b);
+  if (c->closing) return;
+  finish_request(c);
+  process(c);
+}
+
+void tusk_h1_php_fail(tusk_h1_conn_t *c, int status) {
+  c->worker = NULL;
+  if (c->closing) return;
+  if (c->streaming) {
+    conn_close(c); /* the client sees a truncated chunked body */
+    return;
+  }
+  c->state = ST_WRITE;
+  respond_simple(c, status, NULL, status != 503);
+  if (!c->closing && c->state == ST_HEAD) process(c);
+}
+
+/* ---- libuv plumbing ---------------------------------------------------------- */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  tusk_h1_conn_t *c = h->data;
+  if (tusk_buf_reserve(&c->in, 16 * 1024) != 0) {
+    *buf = uv_buf_init(NULL, 0);
+    return;
+  }
+  *buf = uv_buf_init(c->in.data + c->in.len, (unsigned)(c->in.cap - c->in.len - 1));
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  tusk_h1_conn_t *c = s->data;
+  if (nread < 0) {
+    conn_close(c);
+    return;
+  }
+  if (nread == 0) return;
+  if (c->state == ST_LINGER) return; /* drop */
+  c->in.len += (size_t)nread;
+  c->in.data[c->in.len] = '\0';
+  /* While the head is incomplete, its limit bounds the buffer. */
+  if (c->state == ST_HEAD || c->state == ST_BODY || c->state == ST_PHP || c->state == ST_WRITE) process(c);
+  if (!c->closing && c->in.cap > 256 * 1024 && c->in.len < 16 * 1024 && c->state == ST_HEAD) {
+    tusk_buf_t copy;
+    tusk_buf_init(&copy);
+    tusk_buf_append(&copy, c->in.data, c->in.len);
+    tusk_buf_dispose(&c->in);
+    c->in = copy;
+  }
+}
+
+static void on_close(uv_handle_t *h) {
+  tusk_h1_conn_t *c = h->data;
+  if (--c->handles_open > 0) return;
+  tusk_http_ctx_t *ctx = c->ctx;
+  if (c->prev) c->prev->next = c->next;
+  else ctx->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  ctx->nconns--;
+  free((void *)c->req.method);
+  tusk_buf_dispose(&c->in);
+  tusk_buf_dispose(&c->body);
+  tusk_buf_dispose(&c->reqframe);
+  tusk_buf_dispose(&c->php_head);
+  tusk_buf_dispose(&c->php_body);
+  free(c->headers);
+  free(c);
+  if (ctx->draining && ctx->nconns == 0 && ctx->on_drained) ctx->on_drained(ctx);
+}
+
+static void conn_close(tusk_h1_conn_t *c) {
+  if (c->closing) return;
+  c->closing = 1;
+  if (c->worker || c->queued) tusk_pool_cancel(c);
+  if (c->file_fd >= 0) {
+    close(c->file_fd);
+    c->file_fd = -1;
+  }
+  uv_close((uv_handle_t *)&c->timer, on_close);
+  uv_close((uv_handle_t *)&c->tcp, on_close);
+}
+
+tusk_h1_conn_t *tusk_h1_conn_alloc(tusk_http_ctx_t *ctx) {
+  tusk_h1_conn_t *c = calloc(1, sizeof *c);
+  if (!c) return NULL;
+  c->headers = calloc(ctx->limits.max_headers, sizeof *c->headers);
+  if (!c->headers) {
+    free(c);
+    return NULL;
+  }
+  c->ctx = ctx;
+  c->file_fd = -1;
+  uv_tcp_init(ctx->loop, &c->tcp);
+  c->tcp.data = c;
+  return c;
+}
+
+static void on_close_unstarted(uv_handle_t *h) {
+  tusk_h1_conn_t *c = h->data;
+  free(c->headers);
+  free(c);
+}
+
+void tusk_h1_conn_free_unstarted(tusk_h1_conn_t *c) { uv_close((uv_handle_t *)&c->tcp, on_close_unstarted); }
+
+static void addr_str(const struct sockaddr_storage *ss, char *out, size_t outlen, int *port) {
+  if (ss->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+    uv_ip6_name(a, out, outlen);
+    *port = ntohs(a->sin6_port);
+  } else {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+    uv_ip4_name(a, out, outlen);
+    *port = ntohs(a->sin_port);
+  }
+}
+
+void tusk_h1_conn_start(tusk_http_ctx_t *ctx, tusk_h1_conn_t *c) {
+  uv_timer_init(ctx->loop, &c->timer);
+  c->timer.data = c;
+  c->handles_open = 2;
+  c->next = ctx->conns;
+  if (ctx->conns) ctx->conns->prev = c;
+  ctx->conns = c;
+  ctx->nconns++;
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+    addr_str(&ss, c->remote_addr, sizeof c->remote_addr, &c->remote_port);
+  }
+  len = sizeof ss;
+  if (uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+    addr_str(&ss, c->local_addr, sizeof c->local_addr, &c->local_port);
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  c->req.headers = c->headers;
+  if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
+    conn_close(c);
+    return;
+  }
+  arm(c, ctx->conf->idle_timeout);
+}
+
+void tusk_http_drain(tusk_http_ctx_t *ctx) {
+  ctx->draining = 1;
+  tusk_h1_conn_t *c = ctx->conns, *next;
+  for (; c; c = next) {
+    next = c->next;
+    if (c->state == ST_HEAD && c->in.len == 0 && c->writes_pending == 0) conn_close(c);
+  }
+  if (ctx->nconns == 0 && ctx->on_drained) ctx->on_drained(ctx);
+}

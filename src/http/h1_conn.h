@@ -1,0 +1,104 @@
+/* HTTP/1.1 connections on the master's libuv loop.
+ *
+ * A connection reads and parses requests, buffers each body completely
+ * (so a slow upload never holds a PHP worker), then either serves a static
+ * file from C or hands the request to the worker pool. Responses from PHP
+ * arrive through the tusk_h1_php_* calls below and are written without
+ * waiting for the client (so a slow reader never holds a worker either).
+ * Requests on one connection are handled one at a time, in order
+ * (pipelined requests wait in the input buffer). */
+#ifndef TUSK_HTTP_H1_CONN_H
+#define TUSK_HTTP_H1_CONN_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <uv.h>
+
+#include "conf/conf.h"
+#include "core/buf.h"
+#include "http/h1_parser.h"
+#include "http/static.h"
+
+struct tusk_worker_s;
+
+typedef struct tusk_h1_conn_s tusk_h1_conn_t;
+
+/* State shared by every connection of one event loop. */
+typedef struct tusk_http_ctx_s {
+  uv_loop_t *loop;
+  const tusk_conf_t *conf;
+  tusk_docroot_t docroot;
+  tusk_h1_limits_t limits;
+  FILE *access_log;
+  int draining;
+  size_t nconns;
+  tusk_h1_conn_t *conns; /* every open connection (doubly linked) */
+  void (*on_drained)(struct tusk_http_ctx_s *ctx); /* last connection closed while draining */
+} tusk_http_ctx_t;
+
+struct tusk_h1_conn_s {
+  uv_tcp_t tcp;
+  uv_timer_t timer;
+  tusk_http_ctx_t *ctx;
+  tusk_h1_conn_t *prev, *next;
+  int handles_open;
+  int state;
+  int closing;
+  tusk_buf_t in;
+  /* The current request. */
+  tusk_h1_request_t req;
+  tusk_h1_header_t *headers;
+  size_t head_len;
+  tusk_buf_t body;
+  uint64_t body_need;
+  tusk_h1_chunked_t chunked;
+  int sent_continue;
+  int keep_alive;
+  int is_head;
+  uint64_t started_ms;
+  int status;      /* for the access log */
+  uint64_t sent;   /* body bytes, for the access log */
+  /* PHP hand-off (owned by the pool while queued or running). */
+  tusk_buf_t reqframe;
+  struct tusk_worker_s *worker;
+  tusk_h1_conn_t *qnext, *qprev;
+  int queued;
+  uint16_t seq;
+  tusk_buf_t php_head; /* HEAD frame payload until the response starts */
+  tusk_buf_t php_body; /* buffered BODY bytes */
+  int have_head;
+  int streaming;
+  int php_done;
+  /* Static file body still to send. */
+  int file_fd;
+  off_t file_off;
+  size_t file_left;
+  int writes_pending;
+  int close_after_write;
+  int read_stopped;
+  char remote_addr[64];
+  int remote_port;
+  char local_addr[64];
+  int local_port;
+};
+
+/* Called by the listener for each accepted connection (already
+ * initialised with uv_tcp_init on ctx->loop and accepted). Takes
+ * ownership. */
+void tusk_h1_conn_start(tusk_http_ctx_t *ctx, tusk_h1_conn_t *c);
+tusk_h1_conn_t *tusk_h1_conn_alloc(tusk_http_ctx_t *ctx);
+void tusk_h1_conn_free_unstarted(tusk_h1_conn_t *c);
+
+/* Starts draining: idle connections close now, busy ones after their
+ * current response. */
+void tusk_http_drain(tusk_http_ctx_t *ctx);
+
+/* Called by the worker pool with a worker's response. */
+void tusk_h1_php_head(tusk_h1_conn_t *c, const char *payload, size_t len);
+void tusk_h1_php_body(tusk_h1_conn_t *c, const char *data, size_t len, int flush);
+void tusk_h1_php_end(tusk_h1_conn_t *c);
+/* The request failed before or while PHP ran: 502, 503 or 504 when nothing
+ * was sent yet, otherwise the connection is closed. */
+void tusk_h1_php_fail(tusk_h1_conn_t *c, int status);
+
+#endif

@@ -1,0 +1,8 @@
+/* MIME type of a file name by its extension. Returns a static string;
+ * "application/octet-stream" when unknown. Safe anywhere. */
+#ifndef TUSK_HTTP_MIME_H
+#define TUSK_HTTP_MIME_H
+
+const char *tusk_mime_type(const char *path, int *compressible);
+
+#endif

@@ -1,0 +1,62 @@
+#include "net/server.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "core/log.h"
+
+static void on_connection(uv_stream_t *server, int status) {
+  tusk_http_ctx_t *ctx = server->data;
+  if (status < 0) {
+    TUSK_WARN("accept failed: %s", uv_strerror(status));
+    return;
+  }
+  tusk_h1_conn_t *c = tusk_h1_conn_alloc(ctx);
+  if (!c) {
+    TUSK_ERROR("out of memory accepting a connection");
+    return;
+  }
+  if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+    tusk_h1_conn_free_unstarted(c);
+    return;
+  }
+  if (ctx->draining || ctx->nconns >= (size_t)ctx->conf->max_connections) {
+    static uint64_t last_warn;
+    uint64_t now = uv_now(ctx->loop);
+    if (!ctx->draining && now - last_warn > 1000) {
+      TUSK_WARN("--max-connections %d reached: closing new connections", ctx->conf->max_connections);
+      last_warn = now;
+    }
+    tusk_h1_conn_free_unstarted(c);
+    return;
+  }
+  tusk_h1_conn_start(ctx, c);
+}
+
+int tusk_server_listen(tusk_http_ctx_t *ctx, uv_tcp_t *listener, const char *host, int port,
+                       int *bound_port, char *err, size_t errlen) {
+  struct sockaddr_storage ss;
+  int rc;
+  if (strchr(host, ':')) {
+    rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss);
+  } else {
+    rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&ss);
+  }
+  if (rc != 0) {
+    snprintf(err, errlen, "cannot listen on '%s': not an IP address (use e.g. 127.0.0.1 or 0.0.0.0)", host);
+    return rc;
+  }
+  uv_tcp_init(ctx->loop, listener);
+  listener->data = ctx;
+  if ((rc = uv_tcp_bind(listener, (struct sockaddr *)&ss, 0)) != 0 ||
+      (rc = uv_listen((uv_stream_t *)listener, 4096, on_connection)) != 0) {
+    snprintf(err, errlen, "cannot listen on %s:%d: %s%s", host, port, uv_strerror(rc),
+             rc == UV_EADDRINUSE ? " (another server uses this port; pick another with --listen)" : "");
+    return rc;
+  }
+  int len = sizeof ss;
+  uv_tcp_getsockname(listener, (struct sockaddr *)&ss, &len);
+  *bound_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                               : ((struct sockaddr_in *)&ss)->sin_port);
+  return 0;
+}

@@ -1,0 +1,82 @@
+/* The channel between the master (HTTP event loop) and one PHP worker: a
+ * SOCK_STREAM socketpair carrying length-prefixed frames.
+ *
+ *   master -> worker: REQ (a complete request), ABORT (client went away),
+ *                     QUIT (finish and exit)
+ *   worker -> master: HEAD (status + header block), BODY (response bytes),
+ *                     END (response complete), IDLE (ready for the next REQ)
+ *
+ * A REQ carries every CGI/$_SERVER variable the master computed, then the
+ * body. The master decides routing and the variables, so the worker only
+ * runs PHP. Frames are at most TUSK_CHAN_MAX_FRAME bytes. */
+#ifndef TUSK_PROC_CHANNEL_H
+#define TUSK_PROC_CHANNEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+
+enum {
+  TUSK_CHAN_REQ = 1,
+  TUSK_CHAN_ABORT = 2,
+  TUSK_CHAN_QUIT = 3,
+  TUSK_CHAN_HEAD = 10,
+  TUSK_CHAN_BODY = 11,
+  TUSK_CHAN_END = 12,
+  TUSK_CHAN_IDLE = 13,
+};
+
+/* Frame flags. */
+#define TUSK_CHAN_F_FLUSH 1u   /* BODY: send to the client now (streaming) */
+#define TUSK_CHAN_F_TIMEOUT 2u /* END: PHP hit max_execution_time */
+
+#define TUSK_CHAN_HDR 8u
+#define TUSK_CHAN_MAX_FRAME (1u << 30)
+
+typedef struct tusk_chan_frame_s {
+  uint32_t len; /* payload bytes */
+  uint8_t type;
+  uint8_t flags;
+  uint16_t seq; /* request sequence number, to drop stale ABORTs */
+} tusk_chan_frame_t;
+
+/* Appends a frame header + payload to out. Returns 0 or TUSK_ENOMEM. */
+int tusk_chan_put(tusk_buf_t *out, uint8_t type, uint8_t flags, uint16_t seq, const void *payload,
+                  size_t len);
+
+/* Looks for a whole frame at the start of in[0..len). Returns the total
+ * frame size (header + payload) and fills *f and *payload, TUSK_AGAIN when
+ * incomplete, TUSK_EPROTO when the length is over the maximum. */
+int tusk_chan_get(const char *in, size_t len, tusk_chan_frame_t *f, const char **payload);
+
+/* REQ payload: [u32 nvars] ([u16 klen][u32 vlen] key NUL value NUL)* [u32 bodylen] body.
+ * Keys and values are NUL-terminated so the worker can hand them to PHP as
+ * C strings without copying. Keys starting with '\x01' carry a raw request
+ * header (name as sent) for getallheaders(); the others are $_SERVER. */
+typedef struct tusk_chan_req_builder_s {
+  tusk_buf_t *out;
+  size_t start;    /* offset of the frame header in out */
+  size_t nvars_at; /* offset of the variable count */
+  uint32_t nvars;
+} tusk_chan_req_builder_t;
+
+int tusk_chan_req_begin(tusk_chan_req_builder_t *b, tusk_buf_t *out, uint16_t seq);
+int tusk_chan_req_var(tusk_chan_req_builder_t *b, const char *k, size_t kl, const char *v, size_t vl);
+int tusk_chan_req_var_str(tusk_chan_req_builder_t *b, const char *k, const char *v);
+int tusk_chan_req_end(tusk_chan_req_builder_t *b, const char *body, size_t bodylen);
+
+/* Walking a REQ payload on the worker side. */
+typedef struct tusk_chan_var_s {
+  const char *key;
+  uint16_t klen;
+  const char *val;
+  uint32_t vlen;
+} tusk_chan_var_t;
+
+/* Splits a REQ payload into its variables (pointers into payload) and body.
+ * vars must hold max entries. Returns the number of vars or TUSK_EPROTO. */
+int tusk_chan_req_parse(const char *payload, size_t len, tusk_chan_var_t *vars, size_t max,
+                        const char **body, size_t *bodylen);
+
+#endif

@@ -1,0 +1,631 @@
+/* Master: PHP engine start, worker supervision and the request queue.
+ *
+ * Signal handling follows nginx: libuv's signal watchers only turn signals
+ * into loop events, and the loop acts on them. A worker that dies is
+ * replaced; the request it held is answered with 502 (or 504 when we
+ * killed it for running past --request-timeout). */
+#include "proc/master.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "core/common.h"
+#include "core/log.h"
+#include "http/h1_conn.h"
+#include "net/server.h"
+#include "php/sapi.h"
+#include "proc/channel.h"
+#include "proc/pool.h"
+#include "proc/worker.h"
+
+typedef struct tusk_worker_s {
+  int index;
+  pid_t pid;
+  int generation;
+  uv_pipe_t pipe;
+  uv_timer_t timer;
+  int handles_open;
+  int pipe_closed;
+  int reaped;
+  int busy;
+  int retiring;
+  int timed_out;
+  int in_idle;
+  tusk_buf_t in;
+  tusk_h1_conn_t *conn;
+  uint64_t started_ms;
+  uint64_t requests;
+  char what[160];
+  struct tusk_worker_s *next; /* all workers */
+} tusk_worker_t;
+
+typedef struct wwrite_s {
+  uv_write_t w;
+  tusk_buf_t buf;
+} wwrite_t;
+
+static struct {
+  tusk_conf_t *conf;
+  uv_loop_t *loop;
+  tusk_http_ctx_t http;
+  uv_tcp_t listener;
+  int listening;
+  tusk_worker_t *workers;
+  tusk_worker_t **idle;
+  size_t nidle, idle_cap;
+  int generation;
+  tusk_h1_conn_t *qhead, *qtail;
+  int qlen;
+  uv_signal_t sig[5];
+  uv_timer_t drain_timer;
+  uv_timer_t respawn_timer;
+  int draining;
+  int quick_deaths;
+  int *keep_fds;
+  size_t nkeep;
+  int exit_code;
+} M;
+
+static void spawn(int index);
+static void pump_queue(void);
+
+/* ---- fd hygiene -------------------------------------------------------------- */
+
+/* Remembers the descriptors open right after PHP started (PHP's own, like
+ * OPcache's lock file): a new worker keeps those and closes every other
+ * (listeners, client connections, other workers' channels). */
+static void snapshot_fds(void) {
+  DIR *d = opendir("/proc/self/fd");
+  if (!d) return;
+  int self = dirfd(d);
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (e->d_name[0] == '.') continue;
+    int fd = atoi(e->d_name);
+    if (fd == self) continue;
+    int *p = realloc(M.keep_fds, (M.nkeep + 1) * sizeof *p);
+    if (!p) break;
+    M.keep_fds = p;
+    M.keep_fds[M.nkeep++] = fd;
+  }
+  closedir(d);
+}
+
+static void close_inherited_fds(int keep) {
+  int fds[4096];
+  size_t n = 0;
+  DIR *d = opendir("/proc/self/fd");
+  if (!d) return;
+  int self = dirfd(d);
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL && n < TUSK_ARRAY_SIZE(fds)) {
+    if (e->d_name[0] == '.') continue;
+    int fd = atoi(e->d_name);
+    if (fd == self || fd == keep) continue;
+    int kept = 0;
+    for (size_t i = 0; i < M.nkeep && !kept; i++) kept = M.keep_fds[i] == fd;
+    if (!kept) fds[n++] = fd;
+  }
+  closedir(d);
+  for (size_t i = 0; i < n; i++) close(fds[i]);
+}
+
+/* ---- idle stack ------------------------------------------------------------------ */
+
+static void idle_push(tusk_worker_t *w) {
+  if (w->in_idle) return;
+  if (M.nidle == M.idle_cap) {
+    size_t cap = M.idle_cap ? M.idle_cap * 2 : 16;
+    tusk_worker_t **p = realloc(M.idle, cap * sizeof *p);
+    if (!p) return;
+    M.idle = p;
+    M.idle_cap = cap;
+  }
+  M.idle[M.nidle++] = w;
+  w->in_idle = 1;
+}
+
+static void idle_remove(tusk_worker_t *w) {
+  if (!w->in_idle) return;
+  for (size_t i = 0; i < M.nidle; i++) {
+    if (M.idle[i] == w) {
+      M.idle[i] = M.idle[--M.nidle];
+      break;
+    }
+  }
+  w->in_idle = 0;
+}
+
+/* ---- writing to a worker ------------------------------------------------------------ */
+
+static void on_wwrite(uv_write_t *w, int status) {
+  wwrite_t *r = (wwrite_t *)w;
+  tusk_buf_dispose(&r->buf);
+  free(r);
+}
+
+/* Sends buf to the worker (taking its storage). */
+static void worker_send(tusk_worker_t *w, tusk_buf_t *buf) {
+  if (w->pipe_closed) {
+    tusk_buf_dispose(buf);
+    return;
+  }
+  uv_buf_t ub = uv_buf_init(buf->data, (unsigned)buf->len);
+  int n = uv_try_write((uv_stream_t *)&w->pipe, &ub, 1);
+  if (n == (int)buf->len) {
+    tusk_buf_reset(buf);
+    return;
+  }
+  size_t off = n > 0 ? (size_t)n : 0;
+  wwrite_t *r = malloc(sizeof *r);
+  if (!r) return;
+  r->buf = *buf;
+  tusk_buf_init(buf);
+  ub = uv_buf_init(r->buf.data + off, (unsigned)(r->buf.len - off));
+  if (uv_write(&r->w, (uv_stream_t *)&w->pipe, &ub, 1, on_wwrite) != 0) {
+    tusk_buf_dispose(&r->buf);
+    free(r);
+  }
+}
+
+/* ---- worker lifecycle ----------------------------------------------------------------- */
+
+static void on_worker_handle_close(uv_handle_t *h) {
+  tusk_worker_t *w = h->data;
+  if (--w->handles_open > 0) return;
+  tusk_buf_dispose(&w->in);
+  free(w);
+}
+
+static int live_workers(void) {
+  int n = 0;
+  for (tusk_worker_t *w = M.workers; w; w = w->next) n++;
+  return n;
+}
+
+static void maybe_exit(void) {
+  if (M.draining && M.http.nconns == 0 && M.workers == NULL) {
+    TUSK_INFO("stopped");
+    uv_stop(M.loop);
+  }
+}
+
+/* Both the channel is closed and the process is reaped: forget the worker
+ * and, unless it was retired, start its replacement. */
+static void worker_gone(tusk_worker_t *w) {
+  tusk_worker_t **pp = &M.workers;
+  while (*pp && *pp != w) pp = &(*pp)->next;
+  if (*pp) *pp = w->next;
+  idle_remove(w);
+  int replace = !M.draining && !w->retiring;
+  int index = w->index;
+  uint64_t lived = uv_now(M.loop) - w->started_ms;
+  uv_close((uv_handle_t *)&w->timer, on_worker_handle_close);
+  if (replace) {
+    if (lived < 1000) {
+      M.quick_deaths++;
+    } else {
+      M.quick_deaths = 0;
+    }
+    if (M.quick_deaths >= 5) {
+      /* A worker that dies at once, again and again: back off instead of
+       * forking in a tight loop. */
+      if (M.quick_deaths == 5) TUSK_ERROR("PHP workers keep dying right after they start; retrying every second");
+      spawn(-index - 1); /* negative: delayed */
+    } else {
+      spawn(index);
+    }
+  }
+  maybe_exit();
+}
+
+static void close_pipe(tusk_worker_t *w) {
+  if (w->pipe_closed) return;
+  w->pipe_closed = 1;
+  uv_timer_stop(&w->timer);
+  uv_close((uv_handle_t *)&w->pipe, on_worker_handle_close);
+}
+
+static void worker_lost(tusk_worker_t *w) {
+  if (w->conn) {
+    tusk_h1_conn_t *c = w->conn;
+    w->conn = NULL;
+    c->worker = NULL;
+    tusk_h1_php_fail(c, w->timed_out ? 504 : 502);
+  }
+  idle_remove(w);
+  w->busy = 0;
+  close_pipe(w);
+  if (w->reaped) worker_gone(w);
+}
+
+static void retire(tusk_worker_t *w) {
+  w->retiring = 1;
+  idle_remove(w);
+  if (!w->busy) close_pipe(w); /* EOF tells it to exit */
+}
+
+static void on_worker_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
+  tusk_worker_t *w = s->data;
+  if (nread < 0) {
+    worker_lost(w);
+    return;
+  }
+  w->in.len += (size_t)nread;
+  size_t off = 0;
+  for (;;) {
+    tusk_chan_frame_t f;
+    const char *payload;
+    int n = tusk_chan_get(w->in.data + off, w->in.len - off, &f, &payload);
+    if (n == TUSK_AGAIN) break;
+    if (n < 0) {
+      TUSK_ERROR("worker %d sent a malformed frame; replacing it", w->index);
+      kill(w->pid, SIGKILL);
+      worker_lost(w);
+      return;
+    }
+    off += (size_t)n;
+    tusk_h1_conn_t *c = w->conn;
+    switch (f.type) {
+      case TUSK_CHAN_HEAD:
+        if (c) tusk_h1_php_head(c, payload, f.len);
+        break;
+      case TUSK_CHAN_BODY:
+        if (c) tusk_h1_php_body(c, payload, f.len, f.flags & TUSK_CHAN_F_FLUSH);
+        break;
+      case TUSK_CHAN_END:
+        uv_timer_stop(&w->timer);
+        if (c) {
+          w->conn = NULL;
+          c->worker = NULL;
+          tusk_h1_php_end(c);
+        }
+        break;
+      case TUSK_CHAN_IDLE:
+        uv_timer_stop(&w->timer);
+        w->conn = NULL;
+        w->busy = 0;
+        w->requests++;
+        if (w->retiring || M.draining) {
+          if (w->retiring) close_pipe(w);
+          else idle_push(w);
+        } else {
+          idle_push(w);
+        }
+        break;
+      default:
+        break;
+    }
+    if (w->pipe_closed) break;
+  }
+  if (w->pipe_closed) return;
+  tusk_buf_consume(&w->in, off);
+  pump_queue();
+  if (M.draining && M.http.nconns == 0) {
+    for (tusk_worker_t *x = M.workers; x; x = x->next) {
+      if (!x->busy) close_pipe(x);
+    }
+  }
+}
+
+static void on_worker_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  tusk_worker_t *w = h->data;
+  if (tusk_buf_reserve(&w->in, 64 * 1024) != 0) {
+    *buf = uv_buf_init(NULL, 0);
+    return;
+  }
+  *buf = uv_buf_init(w->in.data + w->in.len, (unsigned)(w->in.cap - w->in.len - 1));
+}
+
+static void on_request_timeout(uv_timer_t *t) {
+  tusk_worker_t *w = t->data;
+  TUSK_ERROR("worker %d (pid %d): %s ran past --request-timeout %.0fs: 504, replacing the worker", w->index,
+             (int)w->pid, w->what, M.conf->request_timeout);
+  w->timed_out = 1;
+  kill(w->pid, SIGKILL);
+}
+
+static void on_respawn(uv_timer_t *t) {
+  int index = (int)(intptr_t)t->data;
+  spawn(index);
+}
+
+static void spawn(int index) {
+  if (index < 0) {
+    /* Delayed respawn after repeated quick deaths. */
+    uv_timer_t *t = malloc(sizeof *t);
+    if (!t) return;
+    uv_timer_init(M.loop, t);
+    t->data = (void *)(intptr_t)(-index - 1);
+    uv_timer_start(t, on_respawn, 1000, 0);
+    uv_unref((uv_handle_t *)t);
+    return;
+  }
+  if (M.draining) return;
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    TUSK_ERROR("cannot create a worker channel: %s", strerror(errno));
+    return;
+  }
+  int sz = 1024 * 1024;
+  setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+  setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+  pid_t pid = fork();
+  if (pid < 0) {
+    TUSK_ERROR("cannot fork a PHP worker: %s", strerror(errno));
+    close(sv[0]);
+    close(sv[1]);
+    return;
+  }
+  if (pid == 0) {
+    close_inherited_fds(sv[1]);
+    tusk_worker_main(sv[1], index);
+  }
+  close(sv[1]);
+  tusk_worker_t *w = calloc(1, sizeof *w);
+  w->index = index;
+  w->pid = pid;
+  w->generation = M.generation;
+  w->started_ms = uv_now(M.loop);
+  tusk_buf_init(&w->in);
+  uv_pipe_init(M.loop, &w->pipe, 0);
+  uv_pipe_open(&w->pipe, sv[0]);
+  w->pipe.data = w;
+  uv_timer_init(M.loop, &w->timer);
+  w->timer.data = w;
+  w->handles_open = 2;
+  w->next = M.workers;
+  M.workers = w;
+  uv_read_start((uv_stream_t *)&w->pipe, on_worker_alloc, on_worker_read);
+  TUSK_DEBUG("worker %d started (pid %d)", index, (int)pid);
+  idle_push(w);
+  pump_queue();
+}
+
+/* ---- the queue --------------------------------------------------------------------------- */
+
+static void start_on(tusk_worker_t *w, tusk_h1_conn_t *c) {
+  idle_remove(w);
+  w->busy = 1;
+  w->conn = c;
+  w->timed_out = 0;
+  c->worker = w;
+  snprintf(w->what, sizeof w->what, "%.*s %.*s", (int)TUSK_MIN(c->req.method_len, 16), c->req.method,
+           (int)TUSK_MIN(c->req.target_len, 120), c->req.target);
+  if (M.conf->request_timeout > 0) uv_timer_start(&w->timer, on_request_timeout, (uint64_t)(M.conf->request_timeout * 1000), 0);
+  worker_send(w, &c->reqframe);
+}
+
+static tusk_worker_t *take_idle(void) {
+  while (M.nidle > 0) {
+    tusk_worker_t *w = M.idle[M.nidle - 1];
+    if (!w->retiring && !w->pipe_closed && !w->busy) return w;
+    idle_remove(w);
+  }
+  return NULL;
+}
+
+static void pump_queue(void) {
+  while (M.qhead) {
+    tusk_worker_t *w = take_idle();
+    if (!w) return;
+    tusk_h1_conn_t *c = M.qhead;
+    M.qhead = c->qnext;
+    if (M.qhead) M.qhead->qprev = NULL;
+    else M.qtail = NULL;
+    c->qnext = c->qprev = NULL;
+    c->queued = 0;
+    M.qlen--;
+    start_on(w, c);
+  }
+}
+
+int tusk_pool_submit(tusk_h1_conn_t *c) {
+  tusk_worker_t *w = M.qhead ? NULL : take_idle();
+  if (w) {
+    start_on(w, c);
+    return 0;
+  }
+  if (M.qlen >= M.conf->queue_size) return TUSK_ELIMIT;
+  c->queued = 1;
+  c->qnext = NULL;
+  c->qprev = M.qtail;
+  if (M.qtail) M.qtail->qnext = c;
+  else M.qhead = c;
+  M.qtail = c;
+  M.qlen++;
+  return 0;
+}
+
+void tusk_pool_cancel(tusk_h1_conn_t *c) {
+  if (c->queued) {
+    if (c->qprev) c->qprev->qnext = c->qnext;
+    else M.qhead = c->qnext;
+    if (c->qnext) c->qnext->qprev = c->qprev;
+    else M.qtail = c->qprev;
+    c->qnext = c->qprev = NULL;
+    c->queued = 0;
+    M.qlen--;
+  }
+  if (c->worker) {
+    tusk_worker_t *w = c->worker;
+    w->conn = NULL;
+    c->worker = NULL;
+    tusk_buf_t b;
+    tusk_buf_init(&b);
+    tusk_chan_put(&b, TUSK_CHAN_ABORT, 0, c->seq, NULL, 0);
+    worker_send(w, &b);
+    tusk_buf_dispose(&b);
+  }
+}
+
+/* ---- signals -------------------------------------------------------------------------------- */
+
+static void on_sigchld(uv_signal_t *s, int signum) {
+  int status;
+  pid_t pid;
+  while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+    tusk_worker_t *w = M.workers;
+    while (w && w->pid != pid) w = w->next;
+    if (!w) continue;
+    w->reaped = 1;
+    if (WIFSIGNALED(status)) {
+      int sig = WTERMSIG(status);
+      if (w->timed_out) {
+        /* already logged */
+      } else if (w->busy) {
+        TUSK_ERROR("worker %d (pid %d) was killed by signal %d (%s) while running %s; the client gets 502, "
+                   "starting a new worker",
+                   w->index, (int)pid, sig, strsignal(sig), w->what);
+      } else {
+        TUSK_ERROR("worker %d (pid %d) was killed by signal %d (%s) while idle; starting a new worker", w->index,
+                   (int)pid, sig, strsignal(sig));
+      }
+    } else if (WIFEXITED(status) && (WEXITSTATUS(status) != 0 || (!w->retiring && !M.draining))) {
+      TUSK_ERROR("worker %d (pid %d) exited with status %d%s%s", w->index, (int)pid, WEXITSTATUS(status),
+                 w->busy ? " while running " : "", w->busy ? w->what : "");
+    }
+    if (w->pipe_closed) worker_gone(w);
+  }
+}
+
+static void stop_listening(void) {
+  if (M.listening) {
+    uv_close((uv_handle_t *)&M.listener, NULL);
+    M.listening = 0;
+  }
+}
+
+static void on_drained(tusk_http_ctx_t *ctx) {
+  for (tusk_worker_t *w = M.workers; w; w = w->next) {
+    if (!w->busy) close_pipe(w);
+  }
+  maybe_exit();
+}
+
+static void on_drain_timeout(uv_timer_t *t) {
+  TUSK_WARN("drain timeout (--drain-timeout %.0fs): closing %zu connection(s) still open", M.conf->drain_timeout,
+            M.http.nconns);
+  for (tusk_worker_t *w = M.workers; w; w = w->next) kill(w->pid, SIGKILL);
+  M.exit_code = 0;
+  uv_stop(M.loop);
+}
+
+static void on_stop_signal(uv_signal_t *s, int signum) {
+  if (M.draining) {
+    if (signum == SIGINT) {
+      TUSK_WARN("second interrupt: stopping now");
+      for (tusk_worker_t *w = M.workers; w; w = w->next) kill(w->pid, SIGKILL);
+      uv_stop(M.loop);
+    }
+    return;
+  }
+  TUSK_INFO("%s: draining (no new connections; finishing %zu open one(s))", strsignal(signum), M.http.nconns);
+  M.draining = 1;
+  stop_listening();
+  uv_timer_start(&M.drain_timer, on_drain_timeout, (uint64_t)(M.conf->drain_timeout * 1000), 0);
+  tusk_http_drain(&M.http);
+}
+
+static void on_reload_signal(uv_signal_t *s, int signum) {
+  if (M.draining) return;
+  M.generation++;
+  int old = 0;
+  for (tusk_worker_t *w = M.workers; w; w = w->next) {
+    if (!w->retiring) {
+      old++;
+      w->retiring = 1;
+    }
+  }
+  TUSK_INFO("%s: reloading: starting %d new PHP workers; %d old ones finish their requests first",
+            strsignal(signum), M.conf->workers, old);
+  /* Retire first (so new requests go only to new workers), then spawn. */
+  tusk_worker_t *list[4096];
+  int n = 0;
+  for (tusk_worker_t *w = M.workers; w && n < 4096; w = w->next) {
+    if (w->retiring) list[n++] = w;
+  }
+  for (int i = 0; i < M.conf->workers; i++) spawn(i);
+  for (int i = 0; i < n; i++) retire(list[i]);
+}
+
+/* ---- main ----------------------------------------------------------------------------------- */
+
+int tusk_master_run(tusk_conf_t *conf, const char *argv0) {
+  memset(&M, 0, sizeof M);
+  M.conf = conf;
+  signal(SIGPIPE, SIG_IGN);
+  if (tusk_php_startup(conf, argv0) != 0) return 1;
+  snapshot_fds();
+
+  M.loop = uv_default_loop();
+  tusk_http_ctx_t *h = &M.http;
+  h->loop = M.loop;
+  h->conf = conf;
+  h->limits.max_head = conf->max_head;
+  h->limits.max_uri = conf->max_uri;
+  h->limits.max_headers = conf->max_headers;
+  h->on_drained = on_drained;
+  h->docroot.fd = open(conf->docroot, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (h->docroot.fd < 0) {
+    fprintf(stderr, "tusk: cannot open document root %s: %s\n", conf->docroot, strerror(errno));
+    return 1;
+  }
+  h->docroot.path = conf->docroot;
+  h->docroot.path_len = strlen(conf->docroot);
+  h->docroot.front_controller = conf->front_controller;
+  h->docroot.index_files = conf->index_files;
+  h->docroot.allow_symlinks = conf->allow_symlinks;
+  if (conf->access_log) {
+    if (!strcmp(conf->access_log, "-")) {
+      h->access_log = stderr;
+    } else {
+      h->access_log = fopen(conf->access_log, "a");
+      if (!h->access_log) {
+        fprintf(stderr, "tusk: cannot open access log %s: %s\n", conf->access_log, strerror(errno));
+        return 1;
+      }
+    }
+  }
+
+  char err[256];
+  int port = 0;
+  if (tusk_server_listen(h, &M.listener, conf->listen_host, conf->listen_port, &port, err, sizeof err) != 0) {
+    fprintf(stderr, "tusk: %s\n", err);
+    return 1;
+  }
+  M.listening = 1;
+  uv_timer_init(M.loop, &M.drain_timer);
+  uv_unref((uv_handle_t *)&M.drain_timer);
+  uv_timer_init(M.loop, &M.respawn_timer);
+  uv_unref((uv_handle_t *)&M.respawn_timer);
+
+  static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR2, SIGCHLD};
+  for (size_t i = 0; i < TUSK_ARRAY_SIZE(sigs); i++) {
+    uv_signal_init(M.loop, &M.sig[i]);
+    uv_signal_start(&M.sig[i],
+                    sigs[i] == SIGCHLD                       ? on_sigchld
+                    : (sigs[i] == SIGHUP || sigs[i] == SIGUSR2) ? on_reload_signal
+                                                             : on_stop_signal,
+                    sigs[i]);
+    uv_unref((uv_handle_t *)&M.sig[i]);
+  }
+
+  for (int i = 0; i < conf->workers; i++) spawn(i);
+  const char *fc = conf->front_controller;
+  TUSK_INFO("serving %s on http://%s%s%s:%d with %d PHP workers%s%s", conf->docroot,
+            strchr(conf->listen_host, ':') ? "[" : "", conf->listen_host, strchr(conf->listen_host, ':') ? "]" : "",
+            port, conf->workers, fc ? ", front controller /" : "", fc ? fc : "");
+  uv_run(M.loop, UV_RUN_DEFAULT);
+  (void)live_workers;
+  return M.exit_code;
+}
