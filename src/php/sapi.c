@@ -44,6 +44,22 @@ typedef struct tusk_php_req_s {
 } tusk_php_req_t;
 
 static tusk_php_req_t R;
+static int opcache_reset_pending;
+
+void tusk_php_schedule_opcache_reset(void) { opcache_reset_pending = 1; }
+
+/* Calls opcache_reset() (inside a request) so that code deployed before a
+ * reload is compiled afresh by every worker. */
+static void run_opcache_reset(void) {
+  zval fn, ret;
+  ZVAL_STRING(&fn, "opcache_reset");
+  if (zend_is_callable(&fn, 0, NULL)) {
+    ZVAL_UNDEF(&ret);
+    call_user_function(NULL, NULL, &fn, &ret, 0, NULL);
+    zval_ptr_dtor(&ret);
+  }
+  zval_ptr_dtor(&fn);
+}
 
 static int write_all(int fd, const char *p, size_t n) {
   while (n > 0) {
@@ -321,6 +337,12 @@ int tusk_php_run(int chan_fd, uint16_t seq, const tusk_chan_var_t *vars, int nva
     tusk_buf_dispose(&b);
     php_request_shutdown(NULL);
   } else {
+    if (opcache_reset_pending) {
+      opcache_reset_pending = 0;
+      zend_try {
+        run_opcache_reset();
+      } zend_end_try();
+    }
     zend_file_handle fh;
     zend_stream_init_filename(&fh, script);
     fh.primary_script = 1;

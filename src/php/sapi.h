@@ -22,6 +22,10 @@
 int tusk_php_startup(const tusk_conf_t *conf, const char *argv0);
 void tusk_php_shutdown(void);
 
+/* In a worker: reset OPcache at the start of the next request (used by the
+ * first worker of a reload, so new code is compiled at once). */
+void tusk_php_schedule_opcache_reset(void);
+
 /* Runs one request in a worker. vars and body point into the REQ frame.
  * Writes the whole response, then END and IDLE frames, to chan_fd.
  * Returns 0, or a negative code when the channel broke (the worker should

@@ -73,6 +73,7 @@ static struct {
   int *keep_fds;
   size_t nkeep;
   int exit_code;
+  int reset_opcache; /* the next forked worker resets OPcache (reload) */
 } M;
 
 static void spawn(int index);
@@ -368,9 +369,11 @@ static void spawn(int index) {
   }
   if (pid == 0) {
     close_inherited_fds(sv[1]);
+    if (M.reset_opcache) tusk_php_schedule_opcache_reset();
     tusk_worker_main(sv[1], index);
   }
   close(sv[1]);
+  M.reset_opcache = 0;
   tusk_worker_t *w = calloc(1, sizeof *w);
   w->index = index;
   w->pid = pid;
@@ -483,12 +486,12 @@ static void on_sigchld(uv_signal_t *s, int signum) {
       if (w->timed_out) {
         /* already logged */
       } else if (w->busy) {
-        TUSK_ERROR("worker %d (pid %d) was killed by signal %d (%s) while running %s; the client gets 502, "
-                   "starting a new worker",
-                   w->index, (int)pid, sig, strsignal(sig), w->what);
+        TUSK_ERROR("worker %d (pid %d) was killed by signal %d (%s) while running %s; the client gets 502%s",
+                   w->index, (int)pid, sig, strsignal(sig), w->what,
+                   M.draining || w->retiring ? "" : ", starting a new worker");
       } else {
-        TUSK_ERROR("worker %d (pid %d) was killed by signal %d (%s) while idle; starting a new worker", w->index,
-                   (int)pid, sig, strsignal(sig));
+        TUSK_ERROR("worker %d (pid %d) was killed by signal %d (%s) while idle%s", w->index, (int)pid, sig,
+                   strsignal(sig), M.draining || w->retiring ? "" : "; starting a new worker");
       }
     } else if (WIFEXITED(status) && (WEXITSTATUS(status) != 0 || (!w->retiring && !M.draining))) {
       TUSK_ERROR("worker %d (pid %d) exited with status %d%s%s", w->index, (int)pid, WEXITSTATUS(status),
@@ -554,7 +557,12 @@ static void on_reload_signal(uv_signal_t *s, int signum) {
   for (tusk_worker_t *w = M.workers; w && n < 4096; w = w->next) {
     if (w->retiring) list[n++] = w;
   }
-  for (int i = 0; i < M.conf->workers; i++) spawn(i);
+  /* The last worker forked is on top of the idle stack and takes the next
+   * request: it resets OPcache then. */
+  for (int i = 0; i < M.conf->workers; i++) {
+    M.reset_opcache = i == M.conf->workers - 1;
+    spawn(i);
+  }
   for (int i = 0; i < n; i++) retire(list[i]);
 }
 
@@ -617,7 +625,9 @@ int tusk_master_run(tusk_conf_t *conf, const char *argv0) {
                     : (sigs[i] == SIGHUP || sigs[i] == SIGUSR2) ? on_reload_signal
                                                              : on_stop_signal,
                     sigs[i]);
-    uv_unref((uv_handle_t *)&M.sig[i]);
+    /* SIGCHLD's watcher keeps the loop alive until the last worker is
+     * reaped (maybe_exit() stops the loop). */
+    if (sigs[i] != SIGCHLD) uv_unref((uv_handle_t *)&M.sig[i]);
   }
 
   for (int i = 0; i < conf->workers; i++) spawn(i);

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "core/buf.h"
@@ -18,6 +19,8 @@ void tusk_worker_main(int chan_fd, int index) {
   char role[32];
   snprintf(role, sizeof role, "worker %d", index);
   tusk_log_set_role(role);
+  prctl(PR_SET_NAME, "tusk-worker", 0, 0, 0);
+  prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0); /* never outlive the master */
   /* The master handles terminal signals and tells workers what to do. */
   signal(SIGINT, SIG_IGN);
   signal(SIGHUP, SIG_IGN);
