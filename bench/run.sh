@@ -96,25 +96,34 @@ tree_snapshot() {
 tree_ticks() { tree_snapshot "$@" | awk '{ s += $2 } END { print s + 0 }'; }
 tree_pids() { tree_snapshot "$@" | awk '{ print $1 }'; }
 
+# True while any of the given pids is still a live (non-zombie) process.
+any_alive() {
+  local p
+  for p in "$@"; do
+    if [[ -e /proc/$p ]] && ! grep -q '^State:[[:space:]]*Z' "/proc/$p/status" 2>/dev/null; then return 0; fi
+  done
+  return 1
+}
+
+# Stop a server the way a service manager would: SIGTERM to its root process
+# (masters stop their own children), then SIGTERM to whatever is left of the
+# tree after 5 s, then SIGKILL.
 stop_tree() {
-  local root=$1 pids p i
+  local root=$1 pids i
   pids=$(tree_pids "$root")
   [[ -z $pids ]] && return 0
-  kill -TERM -- "-$root" 2>/dev/null || true
+  kill -TERM "$root" 2>/dev/null || true
   # shellcheck disable=SC2086
-  kill -TERM $pids 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do
-    local alive=""
-    for p in $pids; do
-      # zombies (our own unreaped children) count as gone
-      if [[ -e /proc/$p ]] && ! grep -q '^State:[[:space:]]*Z' "/proc/$p/status" 2>/dev/null; then alive=1; break; fi
-    done
-    [[ -z $alive ]] && break
-    sleep 0.1
-  done
-  kill -KILL -- "-$root" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do any_alive $pids || break; sleep 0.1; done
   # shellcheck disable=SC2086
-  kill -KILL $pids 2>/dev/null || true
+  if any_alive $pids; then
+    log "pid $root did not stop within 5 s after SIGTERM; terminating its process tree"
+    kill -TERM -- "-$root" 2>/dev/null || true
+    kill -TERM $pids 2>/dev/null || true
+    for ((i = 0; i < 20; i++)); do any_alive $pids || break; sleep 0.1; done
+    kill -KILL -- "-$root" 2>/dev/null || true
+    kill -KILL $pids 2>/dev/null || true
+  fi
   wait "$root" 2>/dev/null || true
 }
 
@@ -122,6 +131,7 @@ cleanup() {
   local rc=$? r
   trap - EXIT INT TERM
   set +e
+  if [[ -n $WRK_PID ]]; then kill "$WRK_PID" 2>/dev/null; wait "$WRK_PID" 2>/dev/null; fi
   if ((${#STARTED[@]})); then
     log "stopping servers"
     for r in "${STARTED[@]}"; do stop_tree "$r"; done
@@ -138,6 +148,17 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# wrk runs in the background so that a signal to this script acts at once.
+WRK_PID=""
+run_wrk() {
+  local out=$1 rc=0; shift
+  wrk "$@" >"$out" 2>&1 &
+  WRK_PID=$!
+  wait "$WRK_PID" || rc=$?
+  WRK_PID=""
+  return "$rc"
+}
+
 # Start "$@" as its own session leader; sets BG_PID (== its session id).
 BG_PID=""
 start_bg() {
@@ -145,6 +166,16 @@ start_bg() {
   setsid "$@" >"$logf" 2>&1 </dev/null &
   BG_PID=$!
   STARTED+=("$BG_PID")
+  # setsid only execs in place (keeping the pid) when not a group leader,
+  # which holds unless this script runs with job control (bash -m).
+  local sid="" line i
+  local -a f
+  for ((i = 0; i < 40; i++)); do
+    { read -r line <"/proc/$BG_PID/stat" && read -r -a f <<<"${line##*) }" && sid=${f[3]}; } 2>/dev/null || true
+    [[ $sid == "$BG_PID" ]] && break
+    sleep 0.05
+  done
+  [[ $sid == "$BG_PID" ]] || die "could not start $1 in its own session (is job control on? run bench/run.sh as a script)"
 }
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -512,11 +543,11 @@ for ep in $ENDPOINTS; do
       log "[$done_runs/$total] ${LABEL[$s]} /$ep c=$c"
       out=$RUN_DIR/wrk.$s.${ep//\//_}.c$c.txt
       if ((WARMUP > 0)); then
-        wrk -t"$WRK_THREADS" -c"$c" -d"${WARMUP}s" --timeout "${WRK_TIMEOUT}s" "$url" >/dev/null 2>&1 || true
+        run_wrk /dev/null -t"$WRK_THREADS" -c"$c" -d"${WARMUP}s" --timeout "${WRK_TIMEOUT}s" "$url" || true
       fi
       # shellcheck disable=SC2086
       t0=$(tree_ticks ${ROOTS[$s]})
-      wrk -t"$WRK_THREADS" -c"$c" -d"${DURATION}s" --timeout "${WRK_TIMEOUT}s" --latency "$url" >"$out" 2>&1 ||
+      run_wrk "$out" -t"$WRK_THREADS" -c"$c" -d"${DURATION}s" --timeout "${WRK_TIMEOUT}s" --latency "$url" ||
         { cat "$out" >&2; die "wrk failed against $url"; }
       # shellcheck disable=SC2086
       t1=$(tree_ticks ${ROOTS[$s]})

@@ -213,6 +213,7 @@ static void finish_request(tusk_h1_conn_t *c) {
   c->sent = 0;
   c->status = 0;
   c->head_len = 0;
+  c->started_ms = 0;
   if (!c->keep_alive || c->ctx->draining) {
     c->close_after_write = 1;
     c->state = ST_WRITE;
@@ -791,8 +792,11 @@ static void build_head(tusk_h1_conn_t *c, tusk_buf_t *b, long long content_lengt
     p = eol + 2;
   }
   if (!bodyless(status)) {
-    if (content_length >= 0) {
-      if (c->is_head && php_cl >= 0 && content_length == 0) content_length = php_cl;
+    if (c->is_head) {
+      /* PHP discards a HEAD response's body: only a length PHP set itself is
+       * known (php-fpm behind nginx sends none otherwise). */
+      if (php_cl >= 0) tusk_buf_printf(b, "Content-Length: %lld\r\n", php_cl);
+    } else if (content_length >= 0) {
       tusk_buf_printf(b, "Content-Length: %lld\r\n", content_length);
     } else if (c->req.version_minor == 1) {
       tusk_buf_append_str(b, "Transfer-Encoding: chunked\r\n");

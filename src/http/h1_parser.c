@@ -1,10 +1,12 @@
 /* HTTP/1.x request head parser and chunked decoder (RFC 9112).
  *
- * The head parser first looks for the blank line that ends the head with
- * memchr, checking on the way that every LF is preceded by CR. Only a
- * complete head is parsed in full, so a head that arrives in many pieces
- * costs one memchr pass per call; an incomplete head gets just enough
- * checks (the request line, the limits) to turn garbage away early.
+ * The head parser first looks for the blank line that ends the head (16
+ * bytes at a time with SSE2, else memchr), checking on the way that every
+ * LF is preceded by CR. Only a complete head is parsed in full, so a head
+ * that arrives in many pieces costs one fast pass per call; an incomplete
+ * head gets just enough checks (the request line, the limits) to turn
+ * garbage away early. Targets and values are scanned 16 bytes at a time
+ * too (8 with plain C), names byte by byte through a class table.
  *
  * Error mapping choices where RFC 9112 leaves room:
  * - Whitespace before a field name's colon, obs-fold, Transfer-Encoding on
@@ -73,6 +75,11 @@ static const uint8_t cls[256] = {
     6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  /* 0xf0 */
 };
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#define H1_SSE2 1
+#endif
+
 /* Word-at-a-time tests (Bit Twiddling Hacks): is any byte of x below n
  * (n <= 128), is any byte of x equal to DEL. Exact as booleans. */
 #define H1_ONES UINT64_C(0x0101010101010101)
@@ -86,8 +93,20 @@ static inline uint64_t load64(const unsigned char *p) {
   return x;
 }
 
-/* Returns the first byte in [p, e) that may not appear in a request target. */
+/* Returns the first byte in [p, e) that may not appear in a request target
+ * (a control, SP or DEL), or e. */
 static const unsigned char *scan_target(const unsigned char *p, const unsigned char *e) {
+#ifdef H1_SSE2
+  const __m128i sp = _mm_set1_epi8(0x20), del = _mm_set1_epi8(0x7f), zero = _mm_setzero_si128();
+  while (e - p >= 16) {
+    __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+    __m128i bad = _mm_cmpeq_epi8(_mm_subs_epu8(x, sp), zero); /* x <= 0x20 */
+    bad = _mm_or_si128(bad, _mm_cmpeq_epi8(x, del));
+    int m = _mm_movemask_epi8(bad);
+    if (m != 0) return p + __builtin_ctz((unsigned)m);
+    p += 16;
+  }
+#endif
   while (e - p >= 8) {
     uint64_t x = load64(p);
     if (H1_HASLESS(x, 0x21) | H1_HASDEL(x)) break;
@@ -97,9 +116,22 @@ static const unsigned char *scan_target(const unsigned char *p, const unsigned c
   return p;
 }
 
-/* Returns the first byte in [p, e) that may not appear in a field value;
- * the caller guarantees one exists (the CR ending the line). */
+/* Returns the first byte in [p, e) that may not appear in a field value (a
+ * control other than HTAB, CR included, or DEL), or e. */
 static const unsigned char *scan_value(const unsigned char *p, const unsigned char *e) {
+#ifdef H1_SSE2
+  const __m128i c1f = _mm_set1_epi8(0x1f), del = _mm_set1_epi8(0x7f);
+  const __m128i tab = _mm_set1_epi8('\t'), zero = _mm_setzero_si128();
+  while (e - p >= 16) {
+    __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+    __m128i bad = _mm_cmpeq_epi8(_mm_subs_epu8(x, c1f), zero); /* x <= 0x1f */
+    bad = _mm_andnot_si128(_mm_cmpeq_epi8(x, tab), bad);
+    bad = _mm_or_si128(bad, _mm_cmpeq_epi8(x, del));
+    int m = _mm_movemask_epi8(bad);
+    if (m != 0) return p + __builtin_ctz((unsigned)m);
+    p += 16;
+  }
+#endif
   for (;;) {
     while (e - p >= 8) {
       uint64_t x = load64(p);
@@ -112,6 +144,52 @@ static const unsigned char *scan_value(const unsigned char *p, const unsigned ch
     while (p < stop && (cls[*p] & C_VALUE)) p++;
     if (p < stop || p == e) return p;
   }
+}
+
+/* Looks at one LF of the head: it must end a CRLF, and it may be followed
+ * by the CRLF of the blank line. Returns 1 to go on, 0 when *head_end is
+ * set, or TUSK_H1_E_BAD_REQUEST. */
+static inline int on_lf(const char *lf, const char *p, const char *e, const char **first_lf,
+                        const char **head_end) {
+  if (lf == p || lf[-1] != '\r') return TUSK_H1_E_BAD_REQUEST;
+  if (*first_lf == NULL) *first_lf = lf;
+  if (e - lf >= 3 && lf[1] == '\r' && lf[2] == '\n') {
+    *head_end = lf + 3;
+    return 0;
+  }
+  return 1;
+}
+
+/* Finds the end of the head in [p, e) (p is the request line's start):
+ * sets *head_end (NULL when incomplete) and *first_lf (the request line's
+ * LF, or NULL). Returns 0 or TUSK_H1_E_BAD_REQUEST for a bare LF. */
+static int find_head_end(const char *p, const char *e, const char **first_lf,
+                         const char **head_end) {
+  const char *q = p;
+  int rc;
+  *first_lf = NULL;
+  *head_end = NULL;
+#ifdef H1_SSE2
+  /* One compare per 16 bytes beats a memchr call per line. */
+  const __m128i nl = _mm_set1_epi8('\n');
+  for (; e - q >= 16; q += 16) {
+    __m128i x = _mm_loadu_si128((const __m128i *)(const void *)q);
+    unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, nl));
+    while (m != 0) {
+      rc = on_lf(q + __builtin_ctz(m), p, e, first_lf, head_end);
+      if (rc <= 0) return rc;
+      m &= m - 1;
+    }
+  }
+#endif
+  while (q < e) {
+    const char *lf = memchr(q, '\n', (size_t)(e - q));
+    if (lf == NULL) break;
+    rc = on_lf(lf, p, e, first_lf, head_end);
+    if (rc <= 0) return rc;
+    q = lf + 1;
+  }
+  return 0;
 }
 
 static inline unsigned char lc(unsigned char c) {
@@ -187,16 +265,18 @@ static int parse_request_line(const char *p, const char *e, int done, tusk_h1_re
   const unsigned char *v = te + 1;
   size_t vl = (size_t)(end - v);
   if (vl > 8) return TUSK_H1_E_BAD_REQUEST;
-  for (size_t i = 0; i < vl; i++) {
-    int ok;
-    if (i < 5) ok = v[i] == (unsigned char)"HTTP/"[i];
-    else if (i == 6) ok = v[i] == '.';
-    else ok = v[i] >= '0' && v[i] <= '9';
-    if (!ok) return TUSK_H1_E_BAD_REQUEST;
+  if (vl != 8 || memcmp(v, "HTTP/1.", 7) != 0 || (v[7] != '1' && v[7] != '0')) {
+    for (size_t i = 0; i < vl; i++) {
+      int ok;
+      if (i < 5) ok = v[i] == (unsigned char)"HTTP/"[i];
+      else if (i == 6) ok = v[i] == '.';
+      else ok = v[i] >= '0' && v[i] <= '9';
+      if (!ok) return TUSK_H1_E_BAD_REQUEST;
+    }
+    if (done && vl != 8) return TUSK_H1_E_BAD_REQUEST;
+    if (done) return TUSK_H1_E_VERSION;
   }
   if (!done) return TUSK_AGAIN;
-  if (vl != 8) return TUSK_H1_E_BAD_REQUEST;
-  if (v[5] != '1' || (v[7] != '0' && v[7] != '1')) return TUSK_H1_E_VERSION;
 
   req->method = p;
   req->method_len = (size_t)(m - s);
@@ -348,8 +428,16 @@ static int parse_fields(const char *p, const char *hend, tusk_h1_request_t *req,
     /* A line starting with whitespace is obs-fold, or whitespace between
      * the request line and the first field (RFC 9112 2.2): both smuggle. */
     if (*s == ' ' || *s == '\t') return TUSK_H1_E_SMUGGLING;
+    /* Unrolled: each byte is read only after the one before it was a
+     * token byte, so the CR ending the line still stops the scan. */
     const unsigned char *n = s;
-    while (cls[*n] & C_TOKEN) n++;
+    for (;;) {
+      if (!(cls[n[0]] & C_TOKEN)) break;
+      if (!(cls[n[1]] & C_TOKEN)) { n += 1; break; }
+      if (!(cls[n[2]] & C_TOKEN)) { n += 2; break; }
+      if (!(cls[n[3]] & C_TOKEN)) { n += 3; break; }
+      n += 4;
+    }
     if (*n != ':') return is_ows((char)*n) ? TUSK_H1_E_SMUGGLING : TUSK_H1_E_BAD_REQUEST;
     if (n == s) return TUSK_H1_E_BAD_REQUEST;
 
@@ -414,23 +502,15 @@ int tusk_h1_parse_request(const char *buf, size_t len, tusk_h1_request_t *req,
   req->upgrade = 0;
   req->host = NULL;
   req->host_len = 0;
+  if (len == 0) return TUSK_AGAIN; /* buf may be NULL, as in an empty tusk_buf_t */
 
   /* Empty lines before the request line are ignored (RFC 9112 2.2). */
   while (scan_end - p >= 2 && p[0] == '\r' && p[1] == '\n') p += 2;
 
   /* Find the blank line; every LF on the way must end a CRLF. */
-  const char *line_lf = NULL, *head_end = NULL, *q = p;
-  while (q < scan_end) {
-    const char *lf = memchr(q, '\n', (size_t)(scan_end - q));
-    if (lf == NULL) break;
-    if (lf == p || lf[-1] != '\r') return TUSK_H1_E_BAD_REQUEST;
-    if (line_lf == NULL) line_lf = lf;
-    if (scan_end - lf >= 3 && lf[1] == '\r' && lf[2] == '\n') {
-      head_end = lf + 3;
-      break;
-    }
-    q = lf + 1;
-  }
+  const char *line_lf, *head_end;
+  rc = find_head_end(p, scan_end, &line_lf, &head_end);
+  if (rc != 0) return rc;
 
   if (head_end == NULL) {
     if (line_lf == NULL) {

@@ -7,7 +7,8 @@
 
 #include "core/buf.h"
 
-/* Reason phrase for a status code ("Unknown" when not known). */
+/* Reason phrase for a status code ("" when not known: the status line then
+ * ends after the code, as nginx does). */
 const char *tusk_http_reason(int status);
 
 /* The current time as an IMF-fixdate ("Sun, 22 Nov 2026 04:20:00 GMT"),

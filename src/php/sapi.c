@@ -6,7 +6,9 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -157,9 +159,42 @@ static int sapi_tusk_send_headers(sapi_headers_struct *h) {
   uint16_t rl = (uint16_t)strlen(reason);
   tusk_buf_append(&block, &rl, 2);
   tusk_buf_append(&block, reason, rl);
+  /* A CGI-style "Status: 404 Not Found" header sets the status (php-fpm and
+   * nginx honour it); it is not sent as a header. */
   zend_llist_position pos;
   sapi_header_struct *sh = zend_llist_get_first_ex(&h->headers, &pos);
   while (sh) {
+    if (sh->header_len > 7 && strncasecmp(sh->header, "Status:", 7) == 0) {
+      const char *p = sh->header + 7;
+      while (*p == ' ' || *p == '\t') p++;
+      int code = atoi(p);
+      if (code >= 100 && code <= 999) {
+        st = (uint16_t)code;
+        memcpy(block.data, &st, 2);
+        while (*p >= '0' && *p <= '9') p++;
+        while (*p == ' ') p++;
+        if (*p && rl == 0) {
+          /* Rebuild the block's reason with the one from Status:. */
+          uint16_t nrl = (uint16_t)strlen(p);
+          tusk_buf_t nb;
+          tusk_buf_init(&nb);
+          tusk_buf_append(&nb, &st, 2);
+          tusk_buf_append(&nb, &nrl, 2);
+          tusk_buf_append(&nb, p, nrl);
+          tusk_buf_dispose(&block);
+          block = nb;
+          rl = nrl;
+        }
+      }
+    }
+    sh = zend_llist_get_next_ex(&h->headers, &pos);
+  }
+  sh = zend_llist_get_first_ex(&h->headers, &pos);
+  while (sh) {
+    if (sh->header_len > 7 && strncasecmp(sh->header, "Status:", 7) == 0) {
+      sh = zend_llist_get_next_ex(&h->headers, &pos);
+      continue;
+    }
     /* Header values cannot carry CR or LF: PHP's header() already refuses
      * them, so the block is safe to copy into the HTTP response. */
     tusk_buf_append(&block, sh->header, sh->header_len);
@@ -193,7 +228,15 @@ static void sapi_tusk_log_message(const char *msg, int syslog_type) {
   tusk_log(TUSK_LOG_ERROR, "%s", msg);
 }
 
-static char *sapi_tusk_getenv(const char *name, size_t len) { return NULL; }
+/* getenv() sees the request's CGI variables first, as under php-fpm. */
+static char *sapi_tusk_getenv(const char *name, size_t len) {
+  if (!SG(server_context)) return NULL;
+  for (int i = 0; i < R.nvars; i++) {
+    const tusk_chan_var_t *v = &R.vars[i];
+    if (v->klen == len && v->key[0] != '\x01' && memcmp(v->key, name, len) == 0) return (char *)v->val;
+  }
+  return NULL;
+}
 
 /* ---- PHP functions Tusk provides ---------------------------------------- */
 

@@ -637,5 +637,10 @@ int tusk_master_run(tusk_conf_t *conf, const char *argv0) {
             port, conf->workers, fc ? ", front controller /" : "", fc ? fc : "");
   uv_run(M.loop, UV_RUN_DEFAULT);
   (void)live_workers;
+  if (h->access_log && h->access_log != stderr) fclose(h->access_log);
+  close(h->docroot.fd);
+  free(M.idle);
+  free(M.keep_fds);
+  tusk_php_shutdown();
   return M.exit_code;
 }

@@ -1,0 +1,3 @@
+<?php
+clearstatcache();
+echo file_exists($_GET['f']) ? 'yes' : 'no';
