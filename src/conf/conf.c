@@ -28,6 +28,9 @@ typedef struct {
 static const key_t_ keys[] = {
     {"listen", 'l', K_STR, OFF(listen), "127.0.0.1:8080", "address to listen on, HOST:PORT (port 0 picks a free one)"},
     {"workers", 'w', K_INT, OFF(workers), "0", "PHP worker processes (0: twice the CPU count)"},
+    {"mode", 'm', K_STR, OFF(mode), "pooled",
+     "pooled: event loops hand requests to idle PHP workers (fair, slow requests never delay others); "
+     "direct: each PHP worker owns its connections (fastest; see docs/modes.md)"},
     {"front-controller", 0, K_STR, OFF(front_controller), NULL,
      "script that handles paths that are not files (default: index.php when present; 'off' disables)"},
     {"index", 0, K_STR, OFF(index_files), "index.php index.html", "index files for directory requests"},
@@ -197,6 +200,14 @@ static int finish(tusk_conf_t *c, const char *docroot, char *err, size_t errlen)
   if (c->workers == 0) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     c->workers = (int)(n > 0 ? n * 2 : 2);
+  }
+  if (!strcmp(c->mode, "pooled")) {
+    c->direct = 0;
+  } else if (!strcmp(c->mode, "direct")) {
+    c->direct = 1;
+  } else {
+    snprintf(err, errlen, "--mode must be pooled or direct, got '%s'", c->mode);
+    return TUSK_EPROTO;
   }
   if (c->workers > 1024) {
     snprintf(err, errlen, "--workers must be 1024 or less, got %d", c->workers);

@@ -24,6 +24,8 @@ typedef struct tusk_conf_s {
   char *listen_host;
   int listen_port;
   int workers;
+  char *mode;             /* "pooled" or "direct" */
+  int direct;             /* mode == direct */
   char *front_controller; /* script path relative to docroot, or NULL */
   int front_controller_auto; /* use index.php when present */
   char *index_files;      /* space separated */

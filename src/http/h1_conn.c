@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -13,7 +14,6 @@
 #include "core/log.h"
 #include "http/response.h"
 #include "proc/channel.h"
-#include "proc/pool.h"
 
 enum { ST_HEAD = 0, ST_BODY, ST_PHP, ST_WRITE, ST_LINGER };
 enum { TM_NONE = 0, TM_IDLE, TM_HEADER, TM_BODY, TM_LINGER };
@@ -544,7 +544,7 @@ static void dispatch_php(tusk_h1_conn_t *c, tusk_route_t *r, const char *path, c
   (void)path;
   c->state = ST_PHP;
   uv_timer_stop(&c->timer);
-  if (tusk_pool_submit(c) != 0) {
+  if (c->ctx->php_submit(c) != 0) {
     TUSK_WARN("all PHP workers are busy and the queue is full: 503 for %.*s", (int)uri_len, uri);
     c->state = ST_WRITE;
     respond_simple(c, 503, "Retry-After: 1\r\n", 0);
@@ -934,7 +934,7 @@ static void on_close(uv_handle_t *h) {
 static void conn_close(tusk_h1_conn_t *c) {
   if (c->closing) return;
   c->closing = 1;
-  if (c->worker || c->queued) tusk_pool_cancel(c);
+  if (c->worker || c->queued) c->ctx->php_cancel(c);
   if (c->file_fd >= 0) {
     close(c->file_fd);
     c->file_fd = -1;
@@ -1012,4 +1012,43 @@ void tusk_http_drain(tusk_http_ctx_t *ctx) {
     if (c->state == ST_HEAD && c->in.len == 0 && c->writes_pending == 0) conn_close(c);
   }
   if (ctx->nconns == 0 && ctx->on_drained) ctx->on_drained(ctx);
+}
+
+int tusk_http_ctx_init(tusk_http_ctx_t *ctx, uv_loop_t *loop, const tusk_conf_t *conf, char *err, size_t errlen) {
+  memset(ctx, 0, sizeof *ctx);
+  ctx->loop = loop;
+  ctx->conf = conf;
+  ctx->limits.max_head = conf->max_head;
+  ctx->limits.max_uri = conf->max_uri;
+  ctx->limits.max_headers = conf->max_headers;
+  ctx->docroot.fd = open(conf->docroot, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (ctx->docroot.fd < 0) {
+    snprintf(err, errlen, "cannot open document root %s: %s", conf->docroot, strerror(errno));
+    return -1;
+  }
+  ctx->docroot.path = conf->docroot;
+  ctx->docroot.path_len = strlen(conf->docroot);
+  ctx->docroot.front_controller = conf->front_controller;
+  ctx->docroot.index_files = conf->index_files;
+  ctx->docroot.allow_symlinks = conf->allow_symlinks;
+  if (conf->access_log) {
+    if (!strcmp(conf->access_log, "-")) {
+      ctx->access_log = stderr;
+    } else {
+      ctx->access_log = fopen(conf->access_log, "a");
+      if (!ctx->access_log) {
+        snprintf(err, errlen, "cannot open access log %s: %s", conf->access_log, strerror(errno));
+        close(ctx->docroot.fd);
+        return -1;
+      }
+    }
+  }
+  return 0;
+}
+
+void tusk_http_ctx_dispose(tusk_http_ctx_t *ctx) {
+  if (ctx->access_log && ctx->access_log != stderr) fclose(ctx->access_log);
+  ctx->access_log = NULL;
+  if (ctx->docroot.fd >= 0) close(ctx->docroot.fd);
+  ctx->docroot.fd = -1;
 }

@@ -34,7 +34,19 @@ typedef struct tusk_http_ctx_s {
   size_t nconns;
   tusk_h1_conn_t *conns; /* every open connection (doubly linked) */
   void (*on_drained)(struct tusk_http_ctx_s *ctx); /* last connection closed while draining */
+  /* Where PHP requests go: the master's worker pool (pooled mode) or this
+   * process's own PHP (direct mode). submit() queues c's request
+   * (c->reqframe, a complete REQ frame) and returns 0, or TUSK_ELIMIT when
+   * the queue is full (503). cancel() is called when c goes away while
+   * queued or running. */
+  int (*php_submit)(tusk_h1_conn_t *c);
+  void (*php_cancel)(tusk_h1_conn_t *c);
 } tusk_http_ctx_t;
+
+/* Fills ctx from conf for a loop: limits, document root (opened here),
+ * access log. Returns 0, or -1 with a sentence in err. */
+int tusk_http_ctx_init(tusk_http_ctx_t *ctx, uv_loop_t *loop, const tusk_conf_t *conf, char *err, size_t errlen);
+void tusk_http_ctx_dispose(tusk_http_ctx_t *ctx);
 
 struct tusk_h1_conn_s {
   uv_tcp_t tcp;

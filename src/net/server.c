@@ -1,7 +1,11 @@
 #include "net/server.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "core/log.h"
 
@@ -33,30 +37,50 @@ static void on_connection(uv_stream_t *server, int status) {
   tusk_h1_conn_start(ctx, c);
 }
 
-int tusk_server_listen(tusk_http_ctx_t *ctx, uv_tcp_t *listener, const char *host, int port,
-                       int *bound_port, char *err, size_t errlen) {
+int tusk_server_bind(const char *host, int port, int *fd, int *bound_port, char *err, size_t errlen) {
   struct sockaddr_storage ss;
+  socklen_t sl;
   int rc;
   if (strchr(host, ':')) {
     rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss);
+    sl = sizeof(struct sockaddr_in6);
   } else {
     rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&ss);
+    sl = sizeof(struct sockaddr_in);
   }
   if (rc != 0) {
     snprintf(err, errlen, "cannot listen on '%s': not an IP address (use e.g. 127.0.0.1 or 0.0.0.0)", host);
-    return rc;
+    return -1;
   }
-  uv_tcp_init(ctx->loop, listener);
-  listener->data = ctx;
-  if ((rc = uv_tcp_bind(listener, (struct sockaddr *)&ss, 0)) != 0 ||
-      (rc = uv_listen((uv_stream_t *)listener, 4096, on_connection)) != 0) {
-    snprintf(err, errlen, "cannot listen on %s:%d: %s%s", host, port, uv_strerror(rc),
-             rc == UV_EADDRINUSE ? " (another server uses this port; pick another with --listen)" : "");
-    return rc;
+  int s = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (s < 0) {
+    snprintf(err, errlen, "cannot create a socket: %s", strerror(errno));
+    return -1;
   }
-  int len = sizeof ss;
-  uv_tcp_getsockname(listener, (struct sockaddr *)&ss, &len);
+  int one = 1;
+  setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (bind(s, (struct sockaddr *)&ss, sl) != 0 || listen(s, 4096) != 0) {
+    int e = errno;
+    snprintf(err, errlen, "cannot listen on %s:%d: %s%s", host, port, strerror(e),
+             e == EADDRINUSE ? " (another server uses this port; pick another with --listen)" : "");
+    close(s);
+    return -1;
+  }
+  sl = sizeof ss;
+  getsockname(s, (struct sockaddr *)&ss, &sl);
   *bound_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                                : ((struct sockaddr_in *)&ss)->sin_port);
+  *fd = s;
+  return 0;
+}
+
+int tusk_server_listen_fd(tusk_http_ctx_t *ctx, uv_tcp_t *listener, int fd, char *err, size_t errlen) {
+  int rc;
+  uv_tcp_init(ctx->loop, listener);
+  listener->data = ctx;
+  if ((rc = uv_tcp_open(listener, fd)) != 0 || (rc = uv_listen((uv_stream_t *)listener, 4096, on_connection)) != 0) {
+    snprintf(err, errlen, "cannot accept on the listening socket: %s", uv_strerror(rc));
+    return rc;
+  }
   return 0;
 }

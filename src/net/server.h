@@ -7,10 +7,12 @@
 
 #include "http/h1_conn.h"
 
-/* Binds and listens on host:port. *bound_port receives the real port
- * (useful with port 0). Returns 0 or a libuv error code; err gets a
- * sentence for the operator. */
-int tusk_server_listen(tusk_http_ctx_t *ctx, uv_tcp_t *listener, const char *host, int port,
-                       int *bound_port, char *err, size_t errlen);
+/* Creates a bound, listening, non-blocking socket without a loop (the
+ * master in direct mode keeps it and its workers accept on it). Returns 0
+ * and the descriptor, or -1 with a sentence in err. */
+int tusk_server_bind(const char *host, int port, int *fd, int *bound_port, char *err, size_t errlen);
+
+/* Accepts connections for ctx on an already listening socket fd. */
+int tusk_server_listen_fd(tusk_http_ctx_t *ctx, uv_tcp_t *listener, int fd, char *err, size_t errlen);
 
 #endif

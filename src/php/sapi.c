@@ -29,7 +29,7 @@
 #define TUSK_BODY_CHUNK (256 * 1024)
 
 typedef struct tusk_php_req_s {
-  int fd;
+  const tusk_php_sink_t *sink;
   uint16_t seq;
   const tusk_chan_var_t *vars;
   int nvars;
@@ -63,25 +63,12 @@ static void run_opcache_reset(void) {
   zval_ptr_dtor(&fn);
 }
 
-static int write_all(int fd, const char *p, size_t n) {
-  while (n > 0) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return -errno;
-    }
-    p += w;
-    n -= (size_t)w;
-  }
-  return 0;
-}
-
 static void frames_send(void) {
   if (R.frames.len == 0 || R.chan_broken) {
     tusk_buf_reset(&R.frames);
     return;
   }
-  if (write_all(R.fd, R.frames.data, R.frames.len) != 0) R.chan_broken = 1;
+  if (R.sink->write(R.sink->ctx, R.frames.data, R.frames.len) != 0) R.chan_broken = 1;
   tusk_buf_reset(&R.frames);
 }
 
@@ -95,23 +82,12 @@ static void body_frame(uint8_t flags) {
   tusk_buf_reset(&R.out);
 }
 
-/* Checks, without blocking, whether the master told us the client left. */
+/* Asks the sink whether the client left; PHP then sees connection_aborted()
+ * and, unless ignore_user_abort(), stops the script. */
 static void poll_abort(void) {
   if (R.aborted) return;
-  char hdr[TUSK_CHAN_HDR];
-  ssize_t n = recv(R.fd, hdr, sizeof hdr, MSG_DONTWAIT | MSG_PEEK);
-  if (n == 0) {
+  if (R.chan_broken || R.sink->aborted(R.sink->ctx, R.seq)) {
     R.aborted = 1;
-    R.chan_broken = 1;
-  } else if (n == (ssize_t)sizeof hdr) {
-    tusk_chan_frame_t f;
-    memcpy(&f, hdr, sizeof hdr);
-    if (f.type == TUSK_CHAN_ABORT) {
-      n = recv(R.fd, hdr, sizeof hdr, 0);
-      if (f.seq == R.seq) R.aborted = 1;
-    }
-  }
-  if (R.aborted) {
     tusk_buf_reset(&R.out);
     php_handle_aborted_connection();
   }
@@ -122,7 +98,7 @@ static void poll_abort(void) {
 static int sapi_tusk_startup(sapi_module_struct *m) { return php_module_startup(m, NULL); }
 
 static size_t sapi_tusk_ub_write(const char *str, size_t len) {
-  if (R.finished || R.aborted) return len;
+  if (R.finished || R.aborted || !R.sink) return len;
   tusk_buf_append(&R.out, str, len);
   if (R.out.len >= TUSK_BODY_CHUNK) {
     body_frame(TUSK_CHAN_F_FLUSH);
@@ -133,7 +109,7 @@ static size_t sapi_tusk_ub_write(const char *str, size_t len) {
 }
 
 static void sapi_tusk_flush(void *ctx) {
-  if (R.finished) return;
+  if (R.finished || !R.sink || !SG(server_context)) return; /* e.g. module shutdown */
   if (!SG(headers_sent)) sapi_send_headers();
   body_frame(TUSK_CHAN_F_FLUSH);
   frames_send();
@@ -337,9 +313,9 @@ static const char *var(const char *name, size_t *len) {
   return NULL;
 }
 
-int tusk_php_run(int chan_fd, uint16_t seq, const tusk_chan_var_t *vars, int nvars, const char *body,
-                 size_t bodylen) {
-  R.fd = chan_fd;
+int tusk_php_run(const tusk_php_sink_t *sink, uint16_t seq, const tusk_chan_var_t *vars, int nvars,
+                 const char *body, size_t bodylen) {
+  R.sink = sink;
   R.seq = seq;
   R.vars = vars;
   R.nvars = nvars;

@@ -7,8 +7,9 @@
  * return "cli-server" (as under NGINX Unit). docs/php.md explains this.
  *
  * Workers call tusk_php_run() for each request. The SAPI writes the
- * response as channel frames (HEAD, BODY, END, IDLE) straight to chan_fd
- * with blocking writes; the master never waits on them. */
+ * response as channel frames (HEAD, BODY, END, IDLE) to a sink: the
+ * channel to the master (pooled mode), or the connection itself (direct
+ * mode). */
 #ifndef TUSK_PHP_SAPI_H
 #define TUSK_PHP_SAPI_H
 
@@ -26,11 +27,22 @@ void tusk_php_shutdown(void);
  * first worker of a reload, so new code is compiled at once). */
 void tusk_php_schedule_opcache_reset(void);
 
-/* Runs one request in a worker. vars and body point into the REQ frame.
- * Writes the whole response, then END and IDLE frames, to chan_fd.
- * Returns 0, or a negative code when the channel broke (the worker should
- * exit). */
-int tusk_php_run(int chan_fd, uint16_t seq, const tusk_chan_var_t *vars, int nvars, const char *body,
-                 size_t bodylen);
+/* Where a request's response frames go. */
+typedef struct tusk_php_sink_s {
+  /* Takes frames (HEAD, BODY, END, IDLE; see proc/channel.h) in order.
+   * Returns 0, or a negative code when the destination is gone. */
+  int (*write)(void *ctx, const char *frames, size_t len);
+  /* Returns 1 once the client went away (connection_aborted()). Called
+   * when the script flushes. */
+  int (*aborted)(void *ctx, uint16_t seq);
+  void *ctx;
+} tusk_php_sink_t;
+
+/* Runs one request. vars and body point into the REQ frame. Writes the
+ * whole response, then END and IDLE frames, to the sink. Returns 0, or a
+ * negative code when the sink broke (a pooled worker then exits). Not
+ * reentrant: never call it from a sink callback. */
+int tusk_php_run(const tusk_php_sink_t *sink, uint16_t seq, const tusk_chan_var_t *vars, int nvars,
+                 const char *body, size_t bodylen);
 
 #endif

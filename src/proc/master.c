@@ -24,7 +24,6 @@
 #include "net/server.h"
 #include "php/sapi.h"
 #include "proc/channel.h"
-#include "proc/pool.h"
 #include "proc/worker.h"
 
 typedef struct tusk_worker_s {
@@ -74,6 +73,7 @@ static struct {
   size_t nkeep;
   int exit_code;
   int reset_opcache; /* the next forked worker resets OPcache (reload) */
+  int listen_fd;     /* direct mode: the socket every worker accepts on */
 } M;
 
 static void spawn(int index);
@@ -101,7 +101,7 @@ static void snapshot_fds(void) {
   closedir(d);
 }
 
-static void close_inherited_fds(int keep) {
+static void close_inherited_fds(int keep, int keep2) {
   int fds[4096];
   size_t n = 0;
   DIR *d = opendir("/proc/self/fd");
@@ -111,7 +111,7 @@ static void close_inherited_fds(int keep) {
   while ((e = readdir(d)) != NULL && n < TUSK_ARRAY_SIZE(fds)) {
     if (e->d_name[0] == '.') continue;
     int fd = atoi(e->d_name);
-    if (fd == self || fd == keep) continue;
+    if (fd == self || fd == keep || fd == keep2) continue;
     int kept = 0;
     for (size_t i = 0; i < M.nkeep && !kept; i++) kept = M.keep_fds[i] == fd;
     if (!kept) fds[n++] = fd;
@@ -251,6 +251,10 @@ static void worker_lost(tusk_worker_t *w) {
 
 static void retire(tusk_worker_t *w) {
   w->retiring = 1;
+  if (M.conf->direct) {
+    kill(w->pid, SIGTERM); /* it stops accepting, finishes, exits */
+    return;
+  }
   idle_remove(w);
   if (!w->busy) close_pipe(w); /* EOF tells it to exit */
 }
@@ -352,6 +356,32 @@ static void spawn(int index) {
     return;
   }
   if (M.draining) return;
+  if (M.conf->direct) {
+    pid_t pid = fork();
+    if (pid < 0) {
+      TUSK_ERROR("cannot fork a PHP worker: %s", strerror(errno));
+      return;
+    }
+    if (pid == 0) {
+      close_inherited_fds(M.listen_fd, -1);
+      if (M.reset_opcache) tusk_php_schedule_opcache_reset();
+      tusk_worker_direct_main(M.conf, M.listen_fd, index);
+    }
+    M.reset_opcache = 0;
+    tusk_worker_t *w = calloc(1, sizeof *w);
+    w->index = index;
+    w->pid = pid;
+    w->generation = M.generation;
+    w->started_ms = uv_now(M.loop);
+    w->pipe_closed = 1; /* no channel: the worker owns its connections */
+    tusk_buf_init(&w->in);
+    uv_timer_init(M.loop, &w->timer);
+    w->timer.data = w;
+    w->handles_open = 1;
+    w->next = M.workers;
+    M.workers = w;
+    return;
+  }
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
     TUSK_ERROR("cannot create a worker channel: %s", strerror(errno));
@@ -368,7 +398,7 @@ static void spawn(int index) {
     return;
   }
   if (pid == 0) {
-    close_inherited_fds(sv[1]);
+    close_inherited_fds(sv[1], -1);
     if (M.reset_opcache) tusk_php_schedule_opcache_reset();
     tusk_worker_main(sv[1], index);
   }
@@ -432,7 +462,7 @@ static void pump_queue(void) {
   }
 }
 
-int tusk_pool_submit(tusk_h1_conn_t *c) {
+static int pool_submit(tusk_h1_conn_t *c) {
   tusk_worker_t *w = M.qhead ? NULL : take_idle();
   if (w) {
     start_on(w, c);
@@ -449,7 +479,7 @@ int tusk_pool_submit(tusk_h1_conn_t *c) {
   return 0;
 }
 
-void tusk_pool_cancel(tusk_h1_conn_t *c) {
+static void pool_cancel(tusk_h1_conn_t *c) {
   if (c->queued) {
     if (c->qprev) c->qprev->qnext = c->qnext;
     else M.qhead = c->qnext;
@@ -534,8 +564,13 @@ static void on_stop_signal(uv_signal_t *s, int signum) {
   }
   TUSK_INFO("%s: draining (no new connections; finishing %zu open one(s))", strsignal(signum), M.http.nconns);
   M.draining = 1;
-  stop_listening();
   uv_timer_start(&M.drain_timer, on_drain_timeout, (uint64_t)(M.conf->drain_timeout * 1000), 0);
+  if (M.conf->direct) {
+    /* Each worker drains its own connections. */
+    for (tusk_worker_t *w = M.workers; w; w = w->next) kill(w->pid, SIGTERM);
+    return;
+  }
+  stop_listening();
   tusk_http_drain(&M.http);
 }
 
@@ -577,41 +612,32 @@ int tusk_master_run(tusk_conf_t *conf, const char *argv0) {
 
   M.loop = uv_default_loop();
   tusk_http_ctx_t *h = &M.http;
-  h->loop = M.loop;
-  h->conf = conf;
-  h->limits.max_head = conf->max_head;
-  h->limits.max_uri = conf->max_uri;
-  h->limits.max_headers = conf->max_headers;
-  h->on_drained = on_drained;
-  h->docroot.fd = open(conf->docroot, O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (h->docroot.fd < 0) {
-    fprintf(stderr, "tusk: cannot open document root %s: %s\n", conf->docroot, strerror(errno));
-    return 1;
-  }
-  h->docroot.path = conf->docroot;
-  h->docroot.path_len = strlen(conf->docroot);
-  h->docroot.front_controller = conf->front_controller;
-  h->docroot.index_files = conf->index_files;
-  h->docroot.allow_symlinks = conf->allow_symlinks;
-  if (conf->access_log) {
-    if (!strcmp(conf->access_log, "-")) {
-      h->access_log = stderr;
-    } else {
-      h->access_log = fopen(conf->access_log, "a");
-      if (!h->access_log) {
-        fprintf(stderr, "tusk: cannot open access log %s: %s\n", conf->access_log, strerror(errno));
-        return 1;
-      }
-    }
-  }
-
   char err[256];
   int port = 0;
-  if (tusk_server_listen(h, &M.listener, conf->listen_host, conf->listen_port, &port, err, sizeof err) != 0) {
-    fprintf(stderr, "tusk: %s\n", err);
-    return 1;
+  if (conf->direct) {
+    /* The master only binds; workers accept and serve. */
+    h->loop = M.loop;
+    h->conf = conf;
+    h->docroot.fd = -1;
+    if (tusk_server_bind(conf->listen_host, conf->listen_port, &M.listen_fd, &port, err, sizeof err) != 0) {
+      fprintf(stderr, "tusk: %s\n", err);
+      return 1;
+    }
+  } else {
+    if (tusk_http_ctx_init(h, M.loop, conf, err, sizeof err) != 0) {
+      fprintf(stderr, "tusk: %s\n", err);
+      return 1;
+    }
+    h->on_drained = on_drained;
+    h->php_submit = pool_submit;
+    h->php_cancel = pool_cancel;
+    if (tusk_server_bind(conf->listen_host, conf->listen_port, &M.listen_fd, &port, err, sizeof err) != 0 ||
+        tusk_server_listen_fd(h, &M.listener, M.listen_fd, err, sizeof err) != 0) {
+      fprintf(stderr, "tusk: %s\n", err);
+      return 1;
+    }
+    M.listening = 1;
   }
-  M.listening = 1;
   uv_timer_init(M.loop, &M.drain_timer);
   uv_unref((uv_handle_t *)&M.drain_timer);
   uv_timer_init(M.loop, &M.respawn_timer);
@@ -632,15 +658,21 @@ int tusk_master_run(tusk_conf_t *conf, const char *argv0) {
 
   for (int i = 0; i < conf->workers; i++) spawn(i);
   const char *fc = conf->front_controller;
-  TUSK_INFO("serving %s on http://%s%s%s:%d with %d PHP workers%s%s", conf->docroot,
+  TUSK_INFO("serving %s on http://%s%s%s:%d with %d PHP workers (%s mode)%s%s", conf->docroot,
             strchr(conf->listen_host, ':') ? "[" : "", conf->listen_host, strchr(conf->listen_host, ':') ? "]" : "",
-            port, conf->workers, fc ? ", front controller /" : "", fc ? fc : "");
+            port, conf->workers, conf->direct ? "direct" : "pooled", fc ? ", front controller /" : "", fc ? fc : "");
   uv_run(M.loop, UV_RUN_DEFAULT);
   (void)live_workers;
-  if (h->access_log && h->access_log != stderr) fclose(h->access_log);
-  close(h->docroot.fd);
+  tusk_http_ctx_dispose(h);
+  if (M.conf->direct) close(M.listen_fd);
   free(M.idle);
   free(M.keep_fds);
+  /* PHP's module shutdown restores the signal dispositions it saw at
+   * startup and re-raises what it deferred; we are done with signals. */
+  signal(SIGTERM, SIG_IGN);
+  signal(SIGINT, SIG_IGN);
+  signal(SIGHUP, SIG_IGN);
+  signal(SIGUSR2, SIG_IGN);
   tusk_php_shutdown();
   return M.exit_code;
 }

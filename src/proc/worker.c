@@ -4,6 +4,8 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -14,6 +16,39 @@
 #include "proc/channel.h"
 
 #define TUSK_MAX_VARS 512
+
+static int write_all(int fd, const char *p, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    p += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+static int chan_write(void *ctx, const char *frames, size_t len) { return write_all(*(int *)ctx, frames, len); }
+
+/* Checks, without blocking, whether the master sent ABORT for this request
+ * (or closed the channel). */
+static int chan_aborted(void *ctx, uint16_t seq) {
+  int fd = *(int *)ctx;
+  char hdr[TUSK_CHAN_HDR];
+  ssize_t n = recv(fd, hdr, sizeof hdr, MSG_DONTWAIT | MSG_PEEK);
+  if (n == 0) return 1;
+  if (n == (ssize_t)sizeof hdr) {
+    tusk_chan_frame_t f;
+    memcpy(&f, hdr, sizeof hdr);
+    if (f.type == TUSK_CHAN_ABORT) {
+      n = recv(fd, hdr, sizeof hdr, 0);
+      return f.seq == seq;
+    }
+  }
+  return 0;
+}
 
 void tusk_worker_main(int chan_fd, int index) {
   char role[32];
@@ -66,7 +101,8 @@ void tusk_worker_main(int chan_fd, int index) {
         code = 1;
         break;
       }
-      if (tusk_php_run(chan_fd, f.seq, vars, nv, body, bodylen) != 0) break;
+      tusk_php_sink_t sink = {chan_write, chan_aborted, &chan_fd};
+      if (tusk_php_run(&sink, f.seq, vars, nv, body, bodylen) != 0) break;
     }
     /* ABORT for a request that already ended is dropped. */
     tusk_buf_consume(&in, (size_t)n);

@@ -4,6 +4,13 @@
 #ifndef TUSK_PROC_WORKER_H
 #define TUSK_PROC_WORKER_H
 
+#include "conf/conf.h"
+
 void tusk_worker_main(int chan_fd, int index) __attribute__((noreturn));
+
+/* A direct-mode worker: runs its own HTTP loop on the inherited listening
+ * socket and PHP inline (src/proc/direct.c). SIGTERM drains it. Never
+ * returns. */
+void tusk_worker_direct_main(const tusk_conf_t *conf, int listen_fd, int index) __attribute__((noreturn));
 
 #endif

@@ -118,6 +118,17 @@ static void fuzz_chunked(const uint8_t *data, size_t len, uint32_t seed) {
   ASSERT(pieces.len == one.len);
   ASSERT(one.len == 0 || memcmp(one.data, pieces.data, one.len) == 0);
 
+  /* After the end or an error, the decoder consumes nothing and repeats
+   * its answer. */
+  if (rc2 != TUSK_AGAIN) {
+    size_t used = 1;
+    ASSERT(tusk_h1_chunked_feed(&d, "0\r\n\r\n", 5, &used, &pieces) == rc2);
+    ASSERT(used == 0 && pieces.len == one.len);
+  }
+  if (rc1 < 0 && rc1 != TUSK_AGAIN) {
+    ASSERT(tusk_h1_error_status(rc1) == 400 || tusk_h1_error_status(rc1) == 431);
+  }
+
   tusk_buf_dispose(&one);
   tusk_buf_dispose(&pieces);
 }
@@ -128,6 +139,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   char *buf;
   int rc = parse_copy(data, size, &req, fields, &buf);
   ASSERT(is_known(rc));
+  if (rc < 0 && rc != TUSK_AGAIN) {
+    int status = tusk_h1_error_status(rc);
+    ASSERT(status == 400 || status == 414 || status == 431 || status == 501 || status == 505);
+    ASSERT(strlen(tusk_h1_error_str(rc)) > 0);
+  }
 
   uint32_t seed = 2166136261u;
   for (size_t i = 0; i < size && i < 64; i++) seed = (seed ^ data[i]) * 16777619u;

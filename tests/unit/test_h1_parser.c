@@ -156,6 +156,9 @@ static void test_pipelined(void) {
   CHECK_EQ(parse(d), strlen(d) - 3);
   CHECK(span_eq(req.method, req.method_len, "GET"));
   CHECK_EQ(parse("\r\n"), TUSK_AGAIN);
+  memset(&req, 0, sizeof req);
+  req.headers = fields;
+  CHECK_EQ(tusk_h1_parse_request(NULL, 0, &req, &dflt), TUSK_AGAIN);
   CHECK_EQ(parse("\r\n\r\n\r"), TUSK_AGAIN);
 }
 
@@ -215,6 +218,9 @@ static void test_targets(void) {
 
   check_reject("GET x HTTP/1.1\r\nHost: h\r\n\r\n", TUSK_H1_E_BAD_REQUEST, 400);
   check_reject("GET 1http://x/ HTTP/1.1\r\nHost: h\r\n\r\n", TUSK_H1_E_BAD_REQUEST, 400);
+  check_reject("GET ht_tp://x/ HTTP/1.1\r\nHost: h\r\n\r\n", TUSK_H1_E_BAD_REQUEST, 400);
+  s = "GET svn+ssh.2-x:rest HTTP/1.1\r\nHost: h\r\nAb: c\r\n\r\n";
+  CHECK_EQ(parse(s), strlen(s));
   check_reject("GET /a b HTTP/1.1\r\nHost: h\r\n\r\n", TUSK_H1_E_BAD_REQUEST, 400);
   check_reject("GET /a\tb HTTP/1.1\r\nHost: h\r\n\r\n", TUSK_H1_E_BAD_REQUEST, 400);
   check_reject("GET /a\x7f HTTP/1.1\r\nHost: h\r\n\r\n", TUSK_H1_E_BAD_REQUEST, 400);
@@ -659,6 +665,18 @@ static void test_chunked_limits(void) {
   CHECK_EQ(tusk_h1_error_status(TUSK_H1_E_HEADERS_TOO_LARGE), 431);
   check_chunked_ok("0\r\n\r\n", "", 0);
   check_chunked_err("0\r\nX: 1\r\n\r\n", TUSK_H1_E_HEADERS_TOO_LARGE, 0);
+
+  /* The 431 is sticky too. */
+  tusk_h1_chunked_t d;
+  tusk_buf_t out;
+  size_t used;
+  tusk_buf_init(&out);
+  tusk_h1_chunked_init(&d, 1);
+  CHECK_EQ(tusk_h1_chunked_feed(&d, "0\r\nXY", 6, &used, &out), TUSK_H1_E_HEADERS_TOO_LARGE);
+  CHECK_EQ(used, 4);
+  CHECK_EQ(tusk_h1_chunked_feed(&d, "\r\n", 2, &used, &out), TUSK_H1_E_HEADERS_TOO_LARGE);
+  CHECK_EQ(used, 0);
+  tusk_buf_dispose(&out);
 }
 
 /* Feeds the input split at every position (two pieces), then byte by byte,

@@ -1,0 +1,199 @@
+/* Direct mode: a PHP worker that owns its connections.
+ *
+ * Every worker accepts on the listening socket the master created, runs
+ * the same HTTP/1.1 stack on its own libuv loop, and runs PHP inline when
+ * a request is complete. No hand-off between processes: the fastest shape,
+ * at the price that a slow PHP request delays the other connections of the
+ * same worker (the loop does not run while PHP does). Bodies are still
+ * read completely before PHP runs and responses are written by the loop,
+ * so slow clients hold no PHP time. */
+#include "proc/worker.h"
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "core/common.h"
+#include "core/log.h"
+#include "http/h1_conn.h"
+#include "net/server.h"
+#include "php/sapi.h"
+#include "proc/channel.h"
+
+static struct {
+  uv_loop_t loop;
+  tusk_http_ctx_t http;
+  uv_tcp_t listener;
+  uv_async_t term;
+  tusk_h1_conn_t *qhead, *qtail; /* requests waiting for this process's PHP */
+  int running;
+  const tusk_conf_t *conf;
+} D;
+
+static char worker_marker; /* c->worker while its PHP runs here */
+
+/* ---- the sink: frames go straight to the connection -------------------- */
+
+static int direct_write(void *ctx, const char *frames, size_t len) {
+  tusk_h1_conn_t *c = ctx;
+  size_t off = 0;
+  while (off < len) {
+    tusk_chan_frame_t f;
+    const char *payload;
+    int n = tusk_chan_get(frames + off, len - off, &f, &payload);
+    if (n < 0) return TUSK_EPROTO;
+    off += (size_t)n;
+    if (c->worker != (void *)&worker_marker) continue; /* the connection went away */
+    switch (f.type) {
+      case TUSK_CHAN_HEAD:
+        tusk_h1_php_head(c, payload, f.len);
+        break;
+      case TUSK_CHAN_BODY:
+        tusk_h1_php_body(c, payload, f.len, f.flags & TUSK_CHAN_F_FLUSH);
+        break;
+      case TUSK_CHAN_END:
+        c->worker = NULL;
+        tusk_h1_php_end(c);
+        break;
+      default:
+        break;
+    }
+  }
+  return 0;
+}
+
+static int direct_aborted(void *ctx, uint16_t seq) {
+  tusk_h1_conn_t *c = ctx;
+  if (c->closing || c->worker != (void *)&worker_marker) return 1;
+  int fd;
+  if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0) return 1;
+  char b;
+  return recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
+
+/* ---- request timeout ------------------------------------------------------ */
+
+static void on_alarm(int sig) {
+  static const char msg[] = "tusk worker: a PHP request ran past --request-timeout; exiting\n";
+  ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
+  (void)w;
+  _exit(70);
+}
+
+/* ---- the pool interface, served by this process ---------------------------- */
+
+static void run_one(tusk_h1_conn_t *c) {
+  static tusk_chan_var_t vars[576];
+  tusk_chan_frame_t f;
+  const char *payload, *body;
+  size_t bodylen;
+  if (tusk_chan_get(c->reqframe.data, c->reqframe.len, &f, &payload) < 0) return;
+  int nv = tusk_chan_req_parse(payload, f.len, vars, TUSK_ARRAY_SIZE(vars), &body, &bodylen);
+  if (nv < 0) return;
+  c->worker = (void *)&worker_marker;
+  tusk_php_sink_t sink = {direct_write, direct_aborted, c};
+  if (D.conf->request_timeout > 0) alarm((unsigned)ceil(D.conf->request_timeout));
+  tusk_php_run(&sink, f.seq, vars, nv, body, bodylen);
+  alarm(0);
+  if (c->worker == (void *)&worker_marker) {
+    /* No END arrived (cannot happen with a healthy SAPI): answer anyway. */
+    c->worker = NULL;
+    tusk_h1_php_fail(c, 502);
+  }
+}
+
+static int direct_submit(tusk_h1_conn_t *c) {
+  c->queued = 1;
+  c->qnext = NULL;
+  c->qprev = D.qtail;
+  if (D.qtail) D.qtail->qnext = c;
+  else D.qhead = c;
+  D.qtail = c;
+  if (D.running) return 0; /* submitted from inside a response: the loop below runs it */
+  D.running = 1;
+  while (D.qhead) {
+    tusk_h1_conn_t *x = D.qhead;
+    D.qhead = x->qnext;
+    if (D.qhead) D.qhead->qprev = NULL;
+    else D.qtail = NULL;
+    x->qnext = x->qprev = NULL;
+    x->queued = 0;
+    run_one(x);
+  }
+  D.running = 0;
+  return 0;
+}
+
+static void direct_cancel(tusk_h1_conn_t *c) {
+  if (c->queued) {
+    if (c->qprev) c->qprev->qnext = c->qnext;
+    else D.qhead = c->qnext;
+    if (c->qnext) c->qnext->qprev = c->qprev;
+    else D.qtail = c->qprev;
+    c->qnext = c->qprev = NULL;
+    c->queued = 0;
+  }
+  c->worker = NULL; /* a running script sees connection_aborted() */
+}
+
+/* ---- lifecycle ----------------------------------------------------------------- */
+
+static void on_drained(tusk_http_ctx_t *ctx) { uv_stop(&D.loop); }
+
+static void on_term_signal(int sig) { uv_async_send(&D.term); }
+
+static void on_term(uv_async_t *a) {
+  if (D.http.draining) return;
+  uv_close((uv_handle_t *)&D.listener, NULL);
+  tusk_http_drain(&D.http);
+}
+
+void tusk_worker_direct_main(const tusk_conf_t *conf, int listen_fd, int index) {
+  char role[32];
+  snprintf(role, sizeof role, "worker %d", index);
+  tusk_log_set_role(role);
+  prctl(PR_SET_NAME, "tusk-worker", 0, 0, 0);
+  prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  D.conf = conf;
+  signal(SIGINT, SIG_IGN);
+  signal(SIGHUP, SIG_IGN);
+  signal(SIGUSR2, SIG_IGN);
+  signal(SIGCHLD, SIG_DFL);
+  signal(SIGPIPE, SIG_IGN);
+  sigset_t all;
+  sigemptyset(&all);
+  sigprocmask(SIG_SETMASK, &all, NULL);
+
+  char err[256];
+  /* A fresh loop: the master's loop belongs to the master. libuv's signal
+   * watchers are not used here (their fds were closed after fork), so
+   * SIGTERM reaches the loop through an async handle. */
+  if (uv_loop_init(&D.loop) != 0 || tusk_http_ctx_init(&D.http, &D.loop, conf, err, sizeof err) != 0) {
+    TUSK_ERROR("cannot start: %s", err);
+    _exit(1);
+  }
+  D.http.php_submit = direct_submit;
+  D.http.php_cancel = direct_cancel;
+  D.http.on_drained = on_drained;
+  if (tusk_server_listen_fd(&D.http, &D.listener, listen_fd, err, sizeof err) != 0) {
+    TUSK_ERROR("%s", err);
+    _exit(1);
+  }
+  uv_async_init(&D.loop, &D.term, on_term);
+  uv_unref((uv_handle_t *)&D.term);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_term_signal;
+  sigaction(SIGTERM, &sa, NULL);
+  sa.sa_handler = on_alarm;
+  sigaction(SIGALRM, &sa, NULL);
+  uv_run(&D.loop, UV_RUN_DEFAULT);
+  _exit(0);
+}
