@@ -163,7 +163,7 @@ void tusk_conf_print_help(void) {
   printf(
       "\nSignals: SIGTERM/SIGINT drain and exit; SIGHUP/SIGUSR2 replace all PHP workers\n"
       "without failing a request (deploy new code).\n"
-      "Docs: docs/configuration.md. php_sapi_name() returns \"cli-server\" (see docs).\n");
+      "Docs: docs/configuration.md. php_sapi_name() returns \"fpm-fcgi\" (see docs/php.md).\n");
 }
 
 static int finish(tusk_conf_t *c, const char *docroot, char *err, size_t errlen) {

@@ -798,6 +798,12 @@ static void build_head(tusk_h1_conn_t *c, tusk_buf_t *b, long long content_lengt
       if (php_cl >= 0) tusk_buf_printf(b, "Content-Length: %lld\r\n", php_cl);
     } else if (content_length >= 0) {
       tusk_buf_printf(b, "Content-Length: %lld\r\n", content_length);
+    } else if (php_cl >= 0) {
+      /* Streaming, but PHP declared the length (e.g. a tracking pixel sent
+       * before the script goes on working): keep it, like nginx, so the
+       * client is done as soon as those bytes arrive. */
+      tusk_buf_printf(b, "Content-Length: %lld\r\n", php_cl);
+      c->stream_left = php_cl;
     } else if (c->req.version_minor == 1) {
       tusk_buf_append_str(b, "Transfer-Encoding: chunked\r\n");
     } else {
@@ -819,6 +825,14 @@ void tusk_h1_php_head(tusk_h1_conn_t *c, const char *payload, size_t len) {
 /* Appends one piece of a streamed body, chunk-framed on HTTP/1.1. */
 static void stream_piece(tusk_h1_conn_t *c, tusk_buf_t *b, const char *data, size_t len) {
   if (len == 0 || c->is_head || bodyless(php_status(c))) return;
+  if (c->stream_left >= 0) {
+    /* Declared length: raw bytes, and nothing beyond what was declared. */
+    size_t n = (size_t)TUSK_MIN((long long)len, c->stream_left);
+    tusk_buf_append(b, data, n);
+    c->stream_left -= (long long)n;
+    c->sent += n;
+    return;
+  }
   if (c->req.version_minor == 1) tusk_buf_printf(b, "%zx\r\n", len);
   tusk_buf_append(b, data, len);
   if (c->req.version_minor == 1) tusk_buf_append(b, "\r\n", 2);
@@ -834,8 +848,10 @@ void tusk_h1_php_body(tusk_h1_conn_t *c, const char *data, size_t len, int flush
   tusk_buf_t b;
   tusk_buf_init(&b);
   if (!c->streaming) {
-    /* First flush: the head goes out with chunked framing. */
+    /* First flush: the head goes out with chunked framing (or PHP's own
+     * Content-Length). */
     c->streaming = 1;
+    c->stream_left = -1;
     build_head(c, &b, -1);
     stream_piece(c, &b, c->php_body.data, c->php_body.len);
     tusk_buf_reset(&c->php_body);
@@ -852,7 +868,11 @@ void tusk_h1_php_end(tusk_h1_conn_t *c) {
   if (c->streaming) {
     stream_piece(c, &b, c->php_body.data, c->php_body.len);
     tusk_buf_reset(&c->php_body);
-    if (!c->is_head && !bodyless(status) && c->req.version_minor == 1) tusk_buf_append_str(&b, "0\r\n\r\n");
+    if (c->stream_left > 0) {
+      c->keep_alive = 0; /* PHP sent less than it declared: the client must see the cut */
+    } else if (c->stream_left < 0 && !c->is_head && !bodyless(status) && c->req.version_minor == 1) {
+      tusk_buf_append_str(&b, "0\r\n\r\n");
+    }
   } else {
     build_head(c, &b, (long long)c->php_body.len);
     if (!c->is_head && !bodyless(status)) {

@@ -258,7 +258,7 @@ static const zend_function_entry tusk_functions[] = {
     ZEND_FE_END};
 
 static sapi_module_struct tusk_sapi = {
-    "cli-server",                /* name: see sapi.h for why */
+    "fpm-fcgi",                  /* name: see sapi.h for why */
     "Tusk",                      /* pretty name */
     sapi_tusk_startup,           /* startup */
     php_module_shutdown_wrapper, /* shutdown */

@@ -2,9 +2,12 @@
  *
  * The master calls tusk_php_startup() once, before forking workers, so that
  * OPcache and APCu map their shared memory once and every worker shares it.
- * The SAPI registers itself as "cli-server" because OPcache only enables
- * itself under SAPI names it knows; php_sapi_name() and PHP_SAPI therefore
- * return "cli-server" (as under NGINX Unit). docs/php.md explains this.
+ * The SAPI registers itself as "fpm-fcgi": OPcache only enables itself
+ * under SAPI names it knows (not "embed"), and Tusk runs scripts the way
+ * php-fpm behind nginx does, so applications take their php-fpm code paths
+ * (a "cli-server" name made some take their `php -S` router branch).
+ * php_sapi_name() and PHP_SAPI therefore return "fpm-fcgi"; docs/php.md
+ * explains this.
  *
  * Workers call tusk_php_run() for each request. The SAPI writes the
  * response as channel frames (HEAD, BODY, END, IDLE) to a sink: the

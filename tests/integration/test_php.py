@@ -553,7 +553,7 @@ def test_fastcgi_finish_request_keep_alive(start_server, docroot, tmp_path):
         r = http.get(s.url("/finish.php"), params={"marker": str(marker)}, timeout=10)
         assert r.status_code == 200 and r.text == "done"
         r = http.get(s.url("/sapi.php"), timeout=10)
-        assert r.status_code == 200 and r.text.startswith("cli-server|")
+        assert r.status_code == 200 and r.text.startswith("fpm-fcgi|")
         assert time.time() - t0 < 0.25
         assert not marker.exists()
     assert _wait_file(marker) is not None
@@ -652,7 +652,7 @@ def test_fatal_error_and_uncaught_exception(start_server, docroot):
     assert s.wait_log(r"Uncaught RuntimeException: tusk test exception", timeout=2), s.log()
     assert "tusk test exception" not in r.text
     r = requests.get(s.url("/sapi.php"), timeout=10)
-    assert r.status_code == 200 and r.text.startswith("cli-server|")
+    assert r.status_code == 200 and r.text.startswith("fpm-fcgi|")
 
 
 def test_error_log_setting_sends_errors_to_a_file(start_server, docroot, tmp_path):
@@ -765,5 +765,5 @@ def test_sapi_name(start_server, docroot):
     r = requests.get(s.url("/sapi.php"), timeout=10)
     assert r.status_code == 200
     name, const, version = r.text.split("|")
-    assert name == "cli-server" and const == "cli-server"
+    assert name == "fpm-fcgi" and const == "fpm-fcgi"
     assert version.startswith("8.2.")

@@ -7,7 +7,7 @@ def test_hello_and_static(start_server, php_case, tmp_path):
     s = start_server(str(tmp_path))
     r = requests.get(s.url("/hello.php"))
     assert r.status_code == 200
-    assert r.text == "Hello, cli-server!"
+    assert r.text == "Hello, fpm-fcgi!"
     assert r.headers["Server"] == "tusk"
     assert "Date" in r.headers
     r = requests.get(s.url("/a.txt"))
