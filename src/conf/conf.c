@@ -51,6 +51,8 @@ static const key_t_ keys[] = {
     {"idle-timeout", 0, K_SECS, OFF(idle_timeout), "60", "seconds an idle keep-alive connection is kept"},
     {"request-timeout", 0, K_SECS, OFF(request_timeout), "60",
      "wall-clock seconds a PHP request may run before 504 and its worker is replaced"},
+    {"file-cache-ttl", 0, K_SECS, OFF(file_cache_ttl), "1",
+     "seconds a resolved PHP script path is remembered (0: look it up on every request)"},
     {"drain-timeout", 0, K_SECS, OFF(drain_timeout), "30", "seconds to finish in-flight requests on SIGTERM"},
 };
 

@@ -46,6 +46,7 @@ typedef struct tusk_conf_s {
   double idle_timeout;
   double request_timeout;
   double drain_timeout;
+  double file_cache_ttl;
 } tusk_conf_t;
 
 int tusk_conf_parse(tusk_conf_t *c, int argc, char **argv, char *err, size_t errlen);

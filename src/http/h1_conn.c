@@ -610,7 +610,7 @@ static void dispatch(tusk_h1_conn_t *c) {
     respond_simple(c, 500, NULL, 1);
     return;
   }
-  tusk_route(&c->ctx->docroot, path, r);
+  tusk_route_cached(c->ctx->route_cache, &c->ctx->docroot, path, now_ms(c), r);
   switch (r->kind) {
     case TUSK_ROUTE_STATIC:
       serve_static(c, r);
@@ -1051,6 +1051,7 @@ int tusk_http_ctx_init(tusk_http_ctx_t *ctx, uv_loop_t *loop, const tusk_conf_t 
   ctx->docroot.front_controller = conf->front_controller;
   ctx->docroot.index_files = conf->index_files;
   ctx->docroot.allow_symlinks = conf->allow_symlinks;
+  ctx->route_cache = tusk_route_cache_create((uint64_t)(conf->file_cache_ttl * 1000));
   if (conf->access_log) {
     if (!strcmp(conf->access_log, "-")) {
       ctx->access_log = stderr;
@@ -1067,6 +1068,8 @@ int tusk_http_ctx_init(tusk_http_ctx_t *ctx, uv_loop_t *loop, const tusk_conf_t 
 }
 
 void tusk_http_ctx_dispose(tusk_http_ctx_t *ctx) {
+  tusk_route_cache_destroy(ctx->route_cache);
+  ctx->route_cache = NULL;
   if (ctx->access_log && ctx->access_log != stderr) fclose(ctx->access_log);
   ctx->access_log = NULL;
   if (ctx->docroot.fd >= 0) close(ctx->docroot.fd);

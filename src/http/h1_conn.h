@@ -28,6 +28,7 @@ typedef struct tusk_http_ctx_s {
   uv_loop_t *loop;
   const tusk_conf_t *conf;
   tusk_docroot_t docroot;
+  tusk_route_cache_t *route_cache;
   tusk_h1_limits_t limits;
   FILE *access_log;
   int draining;

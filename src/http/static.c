@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -352,4 +353,74 @@ int tusk_static_prepare(const struct stat *st, const char *file, const tusk_stat
     }
   }
   return 200;
+}
+
+#define ROUTE_CACHE_SLOTS 256
+
+typedef struct {
+  uint64_t expires;
+  char *path; /* NULL when empty */
+  char *script_name;
+} route_entry_t;
+
+struct tusk_route_cache_s {
+  uint64_t ttl_ms;
+  route_entry_t slots[ROUTE_CACHE_SLOTS];
+};
+
+tusk_route_cache_t *tusk_route_cache_create(uint64_t ttl_ms) {
+  if (ttl_ms == 0) return NULL;
+  tusk_route_cache_t *rc = calloc(1, sizeof *rc);
+  if (rc) rc->ttl_ms = ttl_ms;
+  return rc;
+}
+
+void tusk_route_cache_destroy(tusk_route_cache_t *rc) {
+  if (!rc) return;
+  for (size_t i = 0; i < ROUTE_CACHE_SLOTS; i++) {
+    free(rc->slots[i].path);
+    free(rc->slots[i].script_name);
+  }
+  free(rc);
+}
+
+static uint32_t fnv1a(const char *s) {
+  uint32_t h = 2166136261u;
+  for (; *s; s++) h = (h ^ (uint8_t)*s) * 16777619u;
+  return h;
+}
+
+void tusk_route_cached(tusk_route_cache_t *rc, const tusk_docroot_t *dr, const char *path, uint64_t now_ms,
+                       tusk_route_t *r) {
+  if (!rc) {
+    tusk_route(dr, path, r);
+    return;
+  }
+  route_entry_t *e = &rc->slots[fnv1a(path) % ROUTE_CACHE_SLOTS];
+  if (e->path && e->expires > now_ms && strcmp(e->path, path) == 0) {
+    r->kind = TUSK_ROUTE_PHP;
+    r->fd = -1;
+    r->status = 0;
+    snprintf(r->script_name, sizeof r->script_name, "%s", e->script_name);
+    snprintf(r->file, sizeof r->file, "%s%s", dr->path, e->script_name);
+    snprintf(r->path_info, sizeof r->path_info, "%s", path + strlen(e->script_name));
+    return;
+  }
+  tusk_route(dr, path, r);
+  /* Only a script named by the path itself (with or without PATH_INFO). */
+  size_t sl = strlen(r->script_name);
+  if (r->kind == TUSK_ROUTE_PHP && strncmp(path, r->script_name, sl) == 0 &&
+      strcmp(path + sl, r->path_info) == 0) {
+    char *p = strdup(path), *sn = strdup(r->script_name);
+    if (!p || !sn) {
+      free(p);
+      free(sn);
+      return;
+    }
+    free(e->path);
+    free(e->script_name);
+    e->path = p;
+    e->script_name = sn;
+    e->expires = now_ms + rc->ttl_ms;
+  }
 }

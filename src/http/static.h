@@ -11,6 +11,7 @@
 
 #include <limits.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 
@@ -49,6 +50,21 @@ int tusk_path_normalize(const char *raw, size_t len, char *out, size_t outcap);
 
 /* Routes a normalized path. Fills r; r->fd is -1 unless kind is STATIC. */
 void tusk_route(const tusk_docroot_t *dr, const char *path, tusk_route_t *r);
+
+/* A small cache of routes that resolved to an existing PHP script, so a
+ * busy endpoint does not cost three system calls per request to find its
+ * script again (like nginx's open_file_cache). Entries live ttl_ms; a
+ * deleted script can therefore still be routed to for that long. Routes
+ * to the front controller and to static files are never cached. */
+typedef struct tusk_route_cache_s tusk_route_cache_t;
+
+/* Returns NULL when ttl_ms is 0 (no cache) or memory is short. */
+tusk_route_cache_t *tusk_route_cache_create(uint64_t ttl_ms);
+void tusk_route_cache_destroy(tusk_route_cache_t *rc);
+
+/* Routes path like tusk_route(), answering from the cache when it can. */
+void tusk_route_cached(tusk_route_cache_t *rc, const tusk_docroot_t *dr, const char *path, uint64_t now_ms,
+                       tusk_route_t *r);
 
 /* Conditional and range request headers (NULL when absent). */
 typedef struct tusk_static_req_s {

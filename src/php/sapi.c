@@ -4,6 +4,7 @@
 #include "php/sapi.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,7 +49,31 @@ typedef struct tusk_php_req_s {
 static tusk_php_req_t R;
 static int opcache_reset_pending;
 
-void tusk_php_schedule_opcache_reset(void) { opcache_reset_pending = 1; }
+/* Like php-fpm, a script runs with its own folder as the working directory.
+ * PHP would chdir() there and back for every request (getcwd + 2 chdir);
+ * instead a worker stays in the last script's folder and only moves when
+ * the folder changes, or when a script called chdir() itself. */
+static char cwd_now[PATH_MAX];
+static int cwd_dirty = 1;
+static zif_handler orig_chdir;
+
+static PHP_FUNCTION(tusk_chdir_hook) {
+  cwd_dirty = 1;
+  orig_chdir(INTERNAL_FUNCTION_PARAM_PASSTHRU);
+}
+
+static void enter_script_dir(const char *script) {
+  const char *slash = script ? strrchr(script, '/') : NULL;
+  if (!slash) return;
+  size_t n = (size_t)(slash - script);
+  if (n == 0) n = 1;
+  if (n >= sizeof cwd_now) return;
+  if (!cwd_dirty && strncmp(cwd_now, script, n) == 0 && cwd_now[n] == '\0') return;
+  memcpy(cwd_now, script, n);
+  cwd_now[n] = '\0';
+  cwd_dirty = chdir(cwd_now) != 0;
+}
+
 
 /* Calls opcache_reset() (inside a request) so that code deployed before a
  * reload is compiled afresh by every worker. */
@@ -117,7 +142,7 @@ static void sapi_tusk_flush(void *ctx) {
 }
 
 static int sapi_tusk_send_headers(sapi_headers_struct *h) {
-  if (R.finished) return SAPI_HEADER_SENT_SUCCESSFULLY;
+  if (R.finished || !R.sink) return SAPI_HEADER_SENT_SUCCESSFULLY;
   int status = h->http_response_code ? h->http_response_code : 200;
   /* A fatal "Maximum execution time" error is a gateway timeout to the client. */
   if ((PG(connection_status) & PHP_CONNECTION_TIMEOUT) && status == 500) status = 504;
@@ -294,7 +319,26 @@ int tusk_php_startup(const tusk_conf_t *conf, const char *argv0) {
   }
   tusk_buf_init(&R.frames);
   tusk_buf_init(&R.out);
+  SG(options) |= SAPI_OPTION_NO_CHDIR; /* see enter_script_dir() */
+  zend_function *f = zend_hash_str_find_ptr(CG(function_table), "chdir", sizeof("chdir") - 1);
+  if (f && f->type == ZEND_INTERNAL_FUNCTION) {
+    orig_chdir = f->internal_function.handler;
+    f->internal_function.handler = zif_tusk_chdir_hook;
+  }
   return 0;
+}
+
+void tusk_php_opcache_reset(void) {
+  R.sink = NULL;
+  SG(server_context) = NULL;
+  if (php_request_startup() == SUCCESS) {
+    zend_try {
+      run_opcache_reset();
+    } zend_end_try();
+  }
+  php_request_shutdown(NULL);
+  tusk_buf_reset(&R.frames);
+  tusk_buf_reset(&R.out);
 }
 
 void tusk_php_shutdown(void) {
@@ -344,6 +388,7 @@ int tusk_php_run(const tusk_php_sink_t *sink, uint16_t seq, const tusk_chan_var_
   SG(request_info).headers_only = method && !strcmp(method, "HEAD");
   SG(sapi_headers).http_response_code = 200;
   if (auth) php_handle_auth_data(auth);
+  enter_script_dir(script);
 
   if (php_request_startup() == FAILURE) {
     tusk_log(TUSK_LOG_ERROR, "PHP request startup failed for %s", script ? script : "?");
@@ -356,12 +401,6 @@ int tusk_php_run(const tusk_php_sink_t *sink, uint16_t seq, const tusk_chan_var_
     tusk_buf_dispose(&b);
     php_request_shutdown(NULL);
   } else {
-    if (opcache_reset_pending) {
-      opcache_reset_pending = 0;
-      zend_try {
-        run_opcache_reset();
-      } zend_end_try();
-    }
     zend_file_handle fh;
     zend_stream_init_filename(&fh, script);
     fh.primary_script = 1;

@@ -26,9 +26,11 @@
 int tusk_php_startup(const tusk_conf_t *conf, const char *argv0);
 void tusk_php_shutdown(void);
 
-/* In a worker: reset OPcache at the start of the next request (used by the
- * first worker of a reload, so new code is compiled at once). */
-void tusk_php_schedule_opcache_reset(void);
+/* In the master, before a reload forks new workers: schedules an OPcache
+ * restart (runs opcache_reset() in a request of its own; no user code).
+ * Until the restart happens, OPcache serves no cached scripts, so every
+ * new worker runs the code on disk. */
+void tusk_php_opcache_reset(void);
 
 /* Where a request's response frames go. */
 typedef struct tusk_php_sink_s {

@@ -39,6 +39,7 @@ typedef struct tusk_worker_s {
   int retiring;
   int timed_out;
   int in_idle;
+  int lost_busy; /* the channel broke while a request ran (for the crash log) */
   tusk_buf_t in;
   tusk_h1_conn_t *conn;
   uint64_t started_ms;
@@ -72,7 +73,6 @@ static struct {
   int *keep_fds;
   size_t nkeep;
   int exit_code;
-  int reset_opcache; /* the next forked worker resets OPcache (reload) */
   int listen_fd;     /* direct mode: the socket every worker accepts on */
 } M;
 
@@ -244,6 +244,7 @@ static void worker_lost(tusk_worker_t *w) {
     tusk_h1_php_fail(c, w->timed_out ? 504 : 502);
   }
   idle_remove(w);
+  if (w->busy) w->lost_busy = 1;
   w->busy = 0;
   close_pipe(w);
   if (w->reaped) worker_gone(w);
@@ -288,7 +289,8 @@ static void on_worker_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
         if (c) tusk_h1_php_body(c, payload, f.len, f.flags & TUSK_CHAN_F_FLUSH);
         break;
       case TUSK_CHAN_END:
-        uv_timer_stop(&w->timer);
+        /* The request timeout keeps running: a script may go on after
+         * fastcgi_finish_request(), and it is bounded too (until IDLE). */
         if (c) {
           w->conn = NULL;
           c->worker = NULL;
@@ -333,8 +335,9 @@ static void on_worker_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 
 static void on_request_timeout(uv_timer_t *t) {
   tusk_worker_t *w = t->data;
-  TUSK_ERROR("worker %d (pid %d): %s ran past --request-timeout %.0fs: 504, replacing the worker", w->index,
-             (int)w->pid, w->what, M.conf->request_timeout);
+  TUSK_ERROR("worker %d (pid %d): %s ran past --request-timeout %gs%s, replacing the worker", w->index,
+             (int)w->pid, w->what, M.conf->request_timeout,
+             w->conn ? ": 504" : " (after its response was sent)");
   w->timed_out = 1;
   kill(w->pid, SIGKILL);
 }
@@ -364,10 +367,8 @@ static void spawn(int index) {
     }
     if (pid == 0) {
       close_inherited_fds(M.listen_fd, -1);
-      if (M.reset_opcache) tusk_php_schedule_opcache_reset();
-      tusk_worker_direct_main(M.conf, M.listen_fd, index);
+        tusk_worker_direct_main(M.conf, M.listen_fd, index);
     }
-    M.reset_opcache = 0;
     tusk_worker_t *w = calloc(1, sizeof *w);
     w->index = index;
     w->pid = pid;
@@ -399,11 +400,9 @@ static void spawn(int index) {
   }
   if (pid == 0) {
     close_inherited_fds(sv[1], -1);
-    if (M.reset_opcache) tusk_php_schedule_opcache_reset();
     tusk_worker_main(sv[1], index);
   }
   close(sv[1]);
-  M.reset_opcache = 0;
   tusk_worker_t *w = calloc(1, sizeof *w);
   w->index = index;
   w->pid = pid;
@@ -515,7 +514,7 @@ static void on_sigchld(uv_signal_t *s, int signum) {
       int sig = WTERMSIG(status);
       if (w->timed_out) {
         /* already logged */
-      } else if (w->busy) {
+      } else if (w->busy || w->lost_busy) {
         TUSK_ERROR("worker %d (pid %d) was killed by signal %d (%s) while running %s; the client gets 502%s",
                    w->index, (int)pid, sig, strsignal(sig), w->what,
                    M.draining || w->retiring ? "" : ", starting a new worker");
@@ -524,8 +523,9 @@ static void on_sigchld(uv_signal_t *s, int signum) {
                    strsignal(sig), M.draining || w->retiring ? "" : "; starting a new worker");
       }
     } else if (WIFEXITED(status) && (WEXITSTATUS(status) != 0 || (!w->retiring && !M.draining))) {
+      int busy = w->busy || w->lost_busy;
       TUSK_ERROR("worker %d (pid %d) exited with status %d%s%s", w->index, (int)pid, WEXITSTATUS(status),
-                 w->busy ? " while running " : "", w->busy ? w->what : "");
+                 busy ? " while running " : "", busy ? w->what : "");
     }
     if (w->pipe_closed) worker_gone(w);
   }
@@ -592,12 +592,10 @@ static void on_reload_signal(uv_signal_t *s, int signum) {
   for (tusk_worker_t *w = M.workers; w && n < 4096; w = w->next) {
     if (w->retiring) list[n++] = w;
   }
-  /* The last worker forked is on top of the idle stack and takes the next
-   * request: it resets OPcache then. */
-  for (int i = 0; i < M.conf->workers; i++) {
-    M.reset_opcache = i == M.conf->workers - 1;
-    spawn(i);
-  }
+  /* Deployed code must be what the new workers run: OPcache is reset (and
+   * so disabled until every process has left it) before they fork. */
+  tusk_php_opcache_reset();
+  for (int i = 0; i < M.conf->workers; i++) spawn(i);
   for (int i = 0; i < n; i++) retire(list[i]);
 }
 

@@ -1,0 +1,3 @@
+<?php
+// Compiled by one worker only; another worker must see it in OPcache.
+echo "marker ", getmypid();
