@@ -10,7 +10,6 @@
 #include "proc/worker.h"
 
 #include <errno.h>
-#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +25,7 @@
 #include "net/server.h"
 #include "php/sapi.h"
 #include "proc/channel.h"
+#include "proc/scoreboard.h"
 
 static struct {
   uv_loop_t loop;
@@ -35,6 +35,7 @@ static struct {
   tusk_h1_conn_t *qhead, *qtail; /* requests waiting for this process's PHP */
   int running;
   const tusk_conf_t *conf;
+  tusk_slot_t *slot;
 } D;
 
 static char worker_marker; /* c->worker while its PHP runs here */
@@ -78,15 +79,6 @@ static int direct_aborted(void *ctx, uint16_t seq) {
   return recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
 }
 
-/* ---- request timeout ------------------------------------------------------ */
-
-static void on_alarm(int sig) {
-  static const char msg[] = "tusk worker: a PHP request ran past --request-timeout; exiting\n";
-  ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
-  (void)w;
-  _exit(70);
-}
-
 /* ---- the pool interface, served by this process ---------------------------- */
 
 static void run_one(tusk_h1_conn_t *c) {
@@ -99,9 +91,12 @@ static void run_one(tusk_h1_conn_t *c) {
   if (nv < 0) return;
   c->worker = (void *)&worker_marker;
   tusk_php_sink_t sink = {direct_write, direct_aborted, c};
-  if (D.conf->request_timeout > 0) alarm((unsigned)ceil(D.conf->request_timeout));
+  /* The master enforces --request-timeout from the scoreboard. */
+  snprintf(D.slot->what, sizeof D.slot->what, "%.*s %.*s", (int)TUSK_MIN(c->req.method_len, 16), c->req.method,
+           (int)TUSK_MIN(c->req.target_len, 90), c->req.target);
+  D.slot->busy_since_ms = tusk_monotonic_ms();
   tusk_php_run(&sink, f.seq, vars, nv, body, bodylen);
-  alarm(0);
+  D.slot->busy_since_ms = 0;
   if (c->worker == (void *)&worker_marker) {
     /* No END arrived (cannot happen with a healthy SAPI): answer anyway. */
     c->worker = NULL;
@@ -155,13 +150,14 @@ static void on_term(uv_async_t *a) {
   tusk_http_drain(&D.http);
 }
 
-void tusk_worker_direct_main(const tusk_conf_t *conf, int listen_fd, int index) {
+void tusk_worker_direct_main(const tusk_conf_t *conf, int listen_fd, int index, tusk_slot_t *slot) {
   char role[32];
   snprintf(role, sizeof role, "worker %d", index);
   tusk_log_set_role(role);
   prctl(PR_SET_NAME, "tusk-worker", 0, 0, 0);
   prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
   D.conf = conf;
+  D.slot = slot;
   signal(SIGINT, SIG_IGN);
   signal(SIGHUP, SIG_IGN);
   signal(SIGUSR2, SIG_IGN);
@@ -192,8 +188,6 @@ void tusk_worker_direct_main(const tusk_conf_t *conf, int listen_fd, int index) 
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_term_signal;
   sigaction(SIGTERM, &sa, NULL);
-  sa.sa_handler = on_alarm;
-  sigaction(SIGALRM, &sa, NULL);
   uv_run(&D.loop, UV_RUN_DEFAULT);
   _exit(0);
 }

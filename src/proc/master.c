@@ -24,6 +24,7 @@
 #include "net/server.h"
 #include "php/sapi.h"
 #include "proc/channel.h"
+#include "proc/scoreboard.h"
 #include "proc/worker.h"
 
 typedef struct tusk_worker_s {
@@ -40,6 +41,7 @@ typedef struct tusk_worker_s {
   int timed_out;
   int in_idle;
   int lost_busy; /* the channel broke while a request ran (for the crash log) */
+  tusk_slot_t *slot; /* direct mode */
   tusk_buf_t in;
   tusk_h1_conn_t *conn;
   uint64_t started_ms;
@@ -74,6 +76,9 @@ static struct {
   size_t nkeep;
   int exit_code;
   int listen_fd;     /* direct mode: the socket every worker accepts on */
+  tusk_slot_t *board; /* direct mode: one slot per worker process */
+  int nslots;
+  uv_timer_t watchdog;
 } M;
 
 static void spawn(int index);
@@ -210,6 +215,11 @@ static void worker_gone(tusk_worker_t *w) {
   int replace = !M.draining && !w->retiring;
   int index = w->index;
   uint64_t lived = uv_now(M.loop) - w->started_ms;
+  if (w->slot) {
+    w->slot->busy_since_ms = 0;
+    w->slot->pid = 0;
+    w->slot = NULL;
+  }
   uv_close((uv_handle_t *)&w->timer, on_worker_handle_close);
   if (replace) {
     if (lived < 1000) {
@@ -342,6 +352,25 @@ static void on_request_timeout(uv_timer_t *t) {
   kill(w->pid, SIGKILL);
 }
 
+/* Direct mode: --request-timeout from the scoreboard. The worker owns its
+ * connections, so killing it closes them (its clients see the connection
+ * end rather than a 504). */
+static void on_watchdog(uv_timer_t *t) {
+  uint64_t now = tusk_monotonic_ms();
+  uint64_t limit = (uint64_t)(M.conf->request_timeout * 1000);
+  for (tusk_worker_t *w = M.workers; w; w = w->next) {
+    if (!w->slot || w->timed_out) continue;
+    uint64_t since = w->slot->busy_since_ms;
+    if (since && now > since && now - since > limit) {
+      w->timed_out = 1;
+      TUSK_ERROR("worker %d (pid %d): %s ran past --request-timeout %gs; killing the worker (direct mode: its "
+                 "connections are closed)",
+                 w->index, (int)w->pid, w->slot->what, M.conf->request_timeout);
+      kill(w->pid, SIGKILL);
+    }
+  }
+}
+
 static void on_respawn(uv_timer_t *t) {
   int index = (int)(intptr_t)t->data;
   spawn(index);
@@ -360,21 +389,34 @@ static void spawn(int index) {
   }
   if (M.draining) return;
   if (M.conf->direct) {
+    tusk_slot_t *slot = NULL;
+    for (int i = 0; i < M.nslots && !slot; i++) {
+      if (M.board[i].pid == 0) slot = &M.board[i];
+    }
+    if (!slot) {
+      TUSK_ERROR("no free scoreboard slot for a new worker");
+      return;
+    }
+    slot->busy_since_ms = 0;
+    slot->pid = -1;
     pid_t pid = fork();
     if (pid < 0) {
       TUSK_ERROR("cannot fork a PHP worker: %s", strerror(errno));
+      slot->pid = 0;
       return;
     }
     if (pid == 0) {
       close_inherited_fds(M.listen_fd, -1);
-        tusk_worker_direct_main(M.conf, M.listen_fd, index);
+        tusk_worker_direct_main(M.conf, M.listen_fd, index, slot);
     }
+    slot->pid = pid;
     tusk_worker_t *w = calloc(1, sizeof *w);
     w->index = index;
     w->pid = pid;
     w->generation = M.generation;
     w->started_ms = uv_now(M.loop);
     w->pipe_closed = 1; /* no channel: the worker owns its connections */
+    w->slot = slot;
     tusk_buf_init(&w->in);
     uv_timer_init(M.loop, &w->timer);
     w->timer.data = w;
@@ -510,6 +552,10 @@ static void on_sigchld(uv_signal_t *s, int signum) {
     while (w && w->pid != pid) w = w->next;
     if (!w) continue;
     w->reaped = 1;
+    if (w->slot && w->slot->busy_since_ms) {
+      w->lost_busy = 1;
+      snprintf(w->what, sizeof w->what, "%s", w->slot->what);
+    }
     if (WIFSIGNALED(status)) {
       int sig = WTERMSIG(status);
       if (w->timed_out) {
@@ -517,7 +563,8 @@ static void on_sigchld(uv_signal_t *s, int signum) {
       } else if (w->busy || w->lost_busy) {
         TUSK_ERROR("worker %d (pid %d) was killed by signal %d (%s) while running %s; the client gets 502%s",
                    w->index, (int)pid, sig, strsignal(sig), w->what,
-                   M.draining || w->retiring ? "" : ", starting a new worker");
+                   M.conf->direct ? " (direct mode: its connections are closed)"
+                   : M.draining || w->retiring ? "" : ", starting a new worker");
       } else {
         TUSK_ERROR("worker %d (pid %d) was killed by signal %d (%s) while idle%s", w->index, (int)pid, sig,
                    strsignal(sig), M.draining || w->retiring ? "" : "; starting a new worker");
@@ -614,6 +661,15 @@ int tusk_master_run(tusk_conf_t *conf, const char *argv0) {
   int port = 0;
   if (conf->direct) {
     /* The master only binds; workers accept and serve. */
+    M.nslots = conf->workers * 2 + 8;
+    M.board = tusk_scoreboard_create(M.nslots);
+    if (!M.board) {
+      fprintf(stderr, "tusk: cannot map the worker scoreboard\n");
+      return 1;
+    }
+    uv_timer_init(M.loop, &M.watchdog);
+    if (conf->request_timeout > 0) uv_timer_start(&M.watchdog, on_watchdog, 250, 250);
+    uv_unref((uv_handle_t *)&M.watchdog);
     h->loop = M.loop;
     h->conf = conf;
     h->docroot.fd = -1;
@@ -662,7 +718,10 @@ int tusk_master_run(tusk_conf_t *conf, const char *argv0) {
   uv_run(M.loop, UV_RUN_DEFAULT);
   (void)live_workers;
   tusk_http_ctx_dispose(h);
-  if (M.conf->direct) close(M.listen_fd);
+  if (M.conf->direct) {
+    close(M.listen_fd);
+    tusk_scoreboard_destroy(M.board, M.nslots);
+  }
   free(M.idle);
   free(M.keep_fds);
   /* PHP's module shutdown restores the signal dispositions it saw at

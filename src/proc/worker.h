@@ -6,11 +6,14 @@
 
 #include "conf/conf.h"
 
+struct tusk_slot_s;
+
 void tusk_worker_main(int chan_fd, int index) __attribute__((noreturn));
 
 /* A direct-mode worker: runs its own HTTP loop on the inherited listening
  * socket and PHP inline (src/proc/direct.c). SIGTERM drains it. Never
  * returns. */
-void tusk_worker_direct_main(const tusk_conf_t *conf, int listen_fd, int index) __attribute__((noreturn));
+void tusk_worker_direct_main(const tusk_conf_t *conf, int listen_fd, int index, struct tusk_slot_s *slot)
+    __attribute__((noreturn));
 
 #endif

@@ -17,6 +17,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 TUSK_BIN = os.environ.get("TUSK_BIN", os.path.join(ROOT, "build", "tusk"))
+TEST_MODE = os.environ.get("TUSK_TEST_MODE", "pooled")
 PHP_DIR = os.path.join(HERE, "php")
 
 
@@ -29,6 +30,11 @@ class Server:
         self.logpath = os.path.join(self.logdir, "stderr.log")
         self.logfile = open(self.logpath, "wb")
         cmd = [TUSK_BIN, "serve", docroot, "--listen", "127.0.0.1:0", "--workers", str(workers)] + list(args)
+        # TUSK_TEST_MODE=direct runs the same tests against direct mode
+        # (tests/integration/CMakeLists.txt registers those runs).
+        mode = os.environ.get("TUSK_TEST_MODE")
+        if mode and "--mode" not in args:
+            cmd += ["--mode", mode]
         full_env = dict(os.environ)
         full_env.pop("TUSK_LISTEN", None)
         if env:

@@ -533,7 +533,9 @@ def adminer_token(page):
 @needs_adminer
 def test_adminer_sqlite_login_browse_and_sql_command(start_server, tmp_path):
     docroot, sessions, db = make_adminer(tmp_path)
-    srv = start_server(docroot, "-d", "session.save_path=" + sessions)
+    srv = start_server(docroot, "-d", "session.save_path=" + sessions,
+                       # Adminer keeps its failed-login counter in the temp dir.
+                       "-d", "sys_temp_dir=" + sessions, "-d", "upload_tmp_dir=" + sessions)
     s = requests.Session()
     q = {"sqlite": "", "username": "", "db": db}
 
@@ -597,7 +599,9 @@ def test_adminer_sqlite_login_browse_and_sql_command(start_server, tmp_path):
 @needs_adminer
 def test_adminer_sqlite_import_upload_and_export(start_server, tmp_path):
     docroot, sessions, db = make_adminer(tmp_path)
-    srv = start_server(docroot, "-d", "session.save_path=" + sessions)
+    srv = start_server(docroot, "-d", "session.save_path=" + sessions,
+                       # Adminer keeps its failed-login counter in the temp dir.
+                       "-d", "sys_temp_dir=" + sessions, "-d", "upload_tmp_dir=" + sessions)
     s = requests.Session()
     q = {"sqlite": "", "username": "", "db": db}
     adminer_login(s, srv, db)

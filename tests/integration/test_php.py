@@ -11,7 +11,7 @@ import time
 import pytest
 import requests
 
-from conftest import parse_responses, raw_request
+from conftest import parse_responses, raw_request, TEST_MODE
 
 SYSTEM_INI = "/etc/php/8.2/embed/php.ini"
 
@@ -544,6 +544,8 @@ def test_fastcgi_finish_request(start_server, docroot, tmp_path):
     assert requests.get(s.url("/sapi.php"), timeout=10).status_code == 200
 
 
+@pytest.mark.skipif(TEST_MODE == "direct", reason="direct mode: the worker that owns the connection is still "
+                    "running the script, so the next request on it waits (docs/modes.md)")
 def test_fastcgi_finish_request_keep_alive(start_server, docroot, tmp_path):
     # The connection is ready for the next request while the script runs on.
     s = start_server(docroot, workers=2)
