@@ -32,6 +32,13 @@ static const key_t_ keys[] = {
      "pooled (fair: requests go to idle workers) or direct (fastest: workers own connections); docs/modes.md"},
     {"front-controller", 0, K_STR, OFF(front_controller), NULL,
      "script that handles paths that are not files (default: index.php when present; 'off' disables)"},
+    {"worker", 0, K_STR, OFF(worker), NULL,
+     "worker mode: this script boots once per worker and loops on frankenphp_handle_request(); "
+     "every non-static request goes to it (docs/worker-mode.md)"},
+    {"max-requests", 0, K_INT, OFF(max_requests), "0", "replace a PHP worker after this many requests (0: never)"},
+    {"max-worker-memory", 0, K_SIZE, OFF(max_worker_memory), "0",
+     "replace a worker whose PHP memory after a request is above this (0: never)"},
+    {"watch", 0, K_STR, OFF(watch), NULL, "reload the workers when a file under these folders changes (comma separated)"},
     {"index", 0, K_STR, OFF(index_files), "index.php index.html", "index files for directory requests"},
     {"php-ini", 'c', K_STR, OFF(php_ini), NULL, "php.ini file to use instead of /etc/php/8.2/embed/php.ini"},
     {"static-cache-control", 0, K_STR, OFF(static_cache_control), NULL,
@@ -239,6 +246,44 @@ static int finish(tusk_conf_t *c, const char *docroot, char *err, size_t errlen)
     free(c->front_controller);
     c->front_controller = copy;
   }
+  if (c->worker) {
+    char path[PATH_MAX], real2[PATH_MAX];
+    if (c->worker[0] == '/') snprintf(path, sizeof path, "%s", c->worker);
+    else snprintf(path, sizeof path, "%s/%s", c->docroot, c->worker);
+    if (!realpath(path, real2) || stat(real2, &st) != 0 || !S_ISREG(st.st_mode)) {
+      /* Relative to the current folder, as a shell user would mean it. */
+      if (c->worker[0] == '/' || !realpath(c->worker, real2) || stat(real2, &st) != 0 || !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "--worker script '%s' is not a file (give a path relative to %s or absolute)",
+                 c->worker, c->docroot);
+        return TUSK_EPROTO;
+      }
+    }
+    c->worker_script = strdup(real2);
+    size_t dl = strlen(c->docroot);
+    const char *base = strrchr(real2, '/');
+    if (!strncmp(real2, c->docroot, dl) && real2[dl] == '/') {
+      c->worker_name = strdup(real2 + dl);
+    } else {
+      c->worker_name = strdup(base ? base : "/worker.php");
+    }
+    /* The worker script is the front controller. */
+    c->front_controller_auto = 0;
+    free(c->front_controller);
+    c->front_controller = NULL;
+  }
+  if (c->watch) {
+    char *copy = strdup(c->watch), *save = NULL;
+    for (char *d = strtok_r(copy, ",", &save); d; d = strtok_r(NULL, ",", &save)) {
+      while (*d == ' ') d++;
+      if (!*d) continue;
+      if (stat(d, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "--watch folder '%s' does not exist", d);
+        free(copy);
+        return TUSK_EPROTO;
+      }
+    }
+    free(copy);
+  }
   if (c->front_controller_auto) {
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/index.php", c->docroot);
@@ -351,5 +396,7 @@ void tusk_conf_dispose(tusk_conf_t *c) {
   free(c->docroot);
   free(c->listen_host);
   free(c->ini_entries);
-  c->docroot = c->listen_host = c->ini_entries = NULL;
+  free(c->worker_script);
+  free(c->worker_name);
+  c->docroot = c->listen_host = c->ini_entries = c->worker_script = c->worker_name = NULL;
 }

@@ -27,6 +27,12 @@ typedef struct tusk_conf_s {
   char *mode;             /* "pooled" or "direct" */
   int direct;             /* mode == direct */
   char *front_controller; /* script path relative to docroot, or NULL */
+  char *worker;           /* --worker as given */
+  char *worker_script;    /* absolute path of the worker script, or NULL */
+  char *worker_name;      /* its SCRIPT_NAME ("/worker.php") */
+  int max_requests;       /* recycle a worker after this many requests; 0: never */
+  size_t max_worker_memory; /* recycle a worker whose PHP memory exceeds this; 0: never */
+  char *watch;            /* folders whose changes trigger a reload, comma separated */
   int front_controller_auto; /* use index.php when present */
   char *index_files;      /* space separated */
   char *php_ini;          /* --php-ini: replaces the system php.ini */

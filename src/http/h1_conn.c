@@ -527,6 +527,10 @@ static void dispatch_php(tusk_h1_conn_t *c, tusk_route_t *r, const char *path, c
     tusk_chan_req_var_str(&b, "SERVER_NAME", c->local_addr);
   }
   tusk_chan_req_var_str(&b, "REDIRECT_STATUS", "200");
+  if (conf->worker_script) {
+    tusk_chan_req_var_str(&b, "FRANKENPHP_WORKER", "1");
+    tusk_chan_req_var_str(&b, "TUSK_WORKER", "1");
+  }
   size_t ctl = 0;
   const char *ct = hdr(c, "Content-Type", &ctl);
   tusk_chan_req_var(&b, "CONTENT_TYPE", 12, ct ? ct : "", ct ? ctl : 0);
@@ -816,6 +820,33 @@ static void build_head(tusk_h1_conn_t *c, tusk_buf_t *b, long long content_lengt
   c->status = status;
 }
 
+void tusk_h1_php_info(tusk_h1_conn_t *c, const char *payload, size_t len) {
+  if (c->closing || c->streaming || c->req.version_minor == 0 || len < 4) return;
+  uint16_t st, rl;
+  memcpy(&st, payload, 2);
+  memcpy(&rl, payload + 2, 2);
+  if ((size_t)rl + 4 > len || st < 100 || st > 199 || st == 101) return;
+  const char *reason = rl ? payload + 4 : tusk_http_reason(st);
+  int reason_len = rl ? (int)rl : (int)strlen(reason);
+  tusk_buf_t b;
+  tusk_buf_init(&b);
+  tusk_buf_printf(&b, "HTTP/1.1 %d %.*s\r\n", st, reason_len, reason);
+  /* Only hints belong in an informational head: the Link headers. */
+  const char *p = payload + 4 + rl, *end = payload + len;
+  while (p < end) {
+    const char *eol = memchr(p, '\r', (size_t)(end - p));
+    if (!eol) eol = end;
+    size_t n = (size_t)(eol - p);
+    if (n > 5 && !strncasecmp(p, "Link:", 5)) {
+      tusk_buf_append(&b, p, n);
+      tusk_buf_append(&b, "\r\n", 2);
+    }
+    p = eol + 2;
+  }
+  tusk_buf_append(&b, "\r\n", 2);
+  conn_write(c, &b);
+}
+
 void tusk_h1_php_head(tusk_h1_conn_t *c, const char *payload, size_t len) {
   tusk_buf_reset(&c->php_head);
   tusk_buf_append(&c->php_head, payload, len);
@@ -1049,6 +1080,8 @@ int tusk_http_ctx_init(tusk_http_ctx_t *ctx, uv_loop_t *loop, const tusk_conf_t 
   ctx->docroot.path = conf->docroot;
   ctx->docroot.path_len = strlen(conf->docroot);
   ctx->docroot.front_controller = conf->front_controller;
+  ctx->docroot.worker_file = conf->worker_script;
+  ctx->docroot.worker_name = conf->worker_name;
   ctx->docroot.index_files = conf->index_files;
   ctx->docroot.allow_symlinks = conf->allow_symlinks;
   ctx->route_cache = tusk_route_cache_create((uint64_t)(conf->file_cache_ttl * 1000));

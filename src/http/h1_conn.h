@@ -109,6 +109,8 @@ void tusk_http_drain(tusk_http_ctx_t *ctx);
 
 /* Called by the worker pool with a worker's response. */
 void tusk_h1_php_head(tusk_h1_conn_t *c, const char *payload, size_t len);
+/* A 1xx informational head (INFO frame): written at once on HTTP/1.1. */
+void tusk_h1_php_info(tusk_h1_conn_t *c, const char *payload, size_t len);
 void tusk_h1_php_body(tusk_h1_conn_t *c, const char *data, size_t len, int flush);
 void tusk_h1_php_end(tusk_h1_conn_t *c);
 /* The request failed before or while PHP ran: 502, 503 or 504 when nothing

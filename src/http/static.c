@@ -107,12 +107,23 @@ static int is_php_source(const char *name, size_t n) {
 static void set_php(const tusk_docroot_t *dr, tusk_route_t *r, const char *script, size_t script_len,
                     const char *path_info) {
   r->kind = TUSK_ROUTE_PHP;
+  if (dr->worker_file) {
+    /* Worker mode: the worker script handles every PHP request. */
+    snprintf(r->script_name, sizeof r->script_name, "%s", dr->worker_name);
+    snprintf(r->file, sizeof r->file, "%s", dr->worker_file);
+    r->path_info[0] = '\0';
+    return;
+  }
   snprintf(r->script_name, sizeof r->script_name, "%.*s", (int)script_len, script);
   snprintf(r->file, sizeof r->file, "%s%s", dr->path, r->script_name);
   snprintf(r->path_info, sizeof r->path_info, "%s", path_info);
 }
 
 static void not_found(const tusk_docroot_t *dr, tusk_route_t *r) {
+  if (dr->worker_file) {
+    set_php(dr, r, "", 0, "");
+    return;
+  }
   if (dr->front_controller) {
     char sn[PATH_MAX];
     snprintf(sn, sizeof sn, "/%s", dr->front_controller);
@@ -220,7 +231,7 @@ void tusk_route(const tusk_docroot_t *dr, const char *path, tusk_route_t *r) {
       }
       p += n;
     }
-    if (dr->front_controller) {
+    if (dr->front_controller || dr->worker_file) {
       not_found(dr, r);
     } else {
       r->status = 403;

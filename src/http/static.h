@@ -22,6 +22,8 @@ typedef struct tusk_docroot_s {
   const char *path;       /* absolute */
   size_t path_len;
   const char *front_controller; /* relative script, or NULL */
+  const char *worker_file;      /* worker mode: absolute worker script, or NULL */
+  const char *worker_name;      /* its SCRIPT_NAME */
   const char *index_files;      /* space separated */
   int allow_symlinks;
 } tusk_docroot_t;

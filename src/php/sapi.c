@@ -202,6 +202,14 @@ static int sapi_tusk_send_headers(sapi_headers_struct *h) {
     tusk_buf_append(&block, "\r\n", 2);
     sh = zend_llist_get_next_ex(&h->headers, &pos);
   }
+  if (status >= 100 && status < 200) {
+    /* An informational response (103 Early Hints via headers_send()): out
+     * now; the final head follows later. */
+    tusk_chan_put(&R.frames, TUSK_CHAN_INFO, 0, R.seq, block.data, block.len);
+    tusk_buf_dispose(&block);
+    frames_send();
+    return SAPI_HEADER_SENT_SUCCESSFULLY;
+  }
   tusk_chan_put(&R.frames, TUSK_CHAN_HEAD, 0, R.seq, block.data, block.len);
   tusk_buf_dispose(&block);
   return SAPI_HEADER_SENT_SUCCESSFULLY;
@@ -276,10 +284,290 @@ static PHP_FUNCTION(getallheaders) {
   }
 }
 
+/* ---- worker mode ---------------------------------------------------------
+ *
+ * The worker script runs as one long PHP request; each call to
+ * frankenphp_handle_request() opens a request inside it, runs the handler
+ * and closes it. Opening and closing repeat what php_request_startup() and
+ * php_request_shutdown() do for request-scoped state: output layer, SAPI
+ * state (headers, POST data, uploads, php://input), superglobals, the
+ * session and filter modules, time and memory limits. */
+
+typedef struct tusk_php_worker_s {
+  const tusk_php_worker_io_t *io;
+  int active;      /* the running script is a worker script */
+  int in_request;  /* a worker request is open (or the boot request) */
+  int in_handler;
+  int booted;      /* handle_request() was called once */
+  int stop;        /* return false from the next handle_request() */
+  uint64_t served;
+  int exception;   /* a handler threw: restart the worker */
+} tusk_php_worker_t;
+
+static tusk_php_worker_t W;
+
+static const char *const modules_to_reload[] = {"filter", "session", NULL};
+
+static void reload_modules(int startup) {
+  for (const char *const *name = modules_to_reload; *name; name++) {
+    zend_module_entry *m = zend_hash_str_find_ptr(&module_registry, *name, strlen(*name));
+    if (!m) continue;
+    if (startup && m->request_startup_func) m->request_startup_func(m->type, m->module_number);
+    if (!startup && m->request_shutdown_func) m->request_shutdown_func(m->type, m->module_number);
+  }
+}
+
+/* Rebuilds the superglobals from the request now in SG(request_info).
+ * Scripts are compiled once in worker mode, so auto_globals_jit never
+ * fires again: $_SERVER (and $_REQUEST when the script uses it) are
+ * imported here; $_ENV is kept; globals without an importer ($_SESSION)
+ * are removed. $_FILES is reset first: the POST importer refills it. */
+static void reset_superglobals(void) {
+  zval *files = &PG(http_globals)[TRACK_VARS_FILES];
+  zval_ptr_dtor_nogc(files);
+  ZVAL_UNDEF(files);
+  zend_string *server = ZSTR_KNOWN(ZEND_STR_AUTOGLOBAL_SERVER);
+  zend_string *env = ZSTR_KNOWN(ZEND_STR_AUTOGLOBAL_ENV);
+  zend_string *request = ZSTR_KNOWN(ZEND_STR_AUTOGLOBAL_REQUEST);
+  zend_auto_global *ag;
+  ZEND_HASH_MAP_FOREACH_PTR(CG(auto_globals), ag) {
+    if (zend_string_equals(ag->name, env)) continue;
+    if (zend_string_equals(ag->name, server)) {
+      ag->armed = ag->auto_global_callback(ag->name);
+    } else if (ag->jit) {
+      if (zend_string_equals(ag->name, request) && zend_hash_exists(&EG(symbol_table), request))
+        ag->armed = ag->auto_global_callback(ag->name);
+    } else if (ag->auto_global_callback) {
+      ag->armed = ag->auto_global_callback(ag->name);
+    } else {
+      zend_hash_del(&EG(symbol_table), ag->name);
+    }
+  }
+  ZEND_HASH_FOREACH_END();
+}
+
+static void fill_request_info(void);
+
+static int worker_request_startup(void) {
+  int ok = 1;
+  fill_request_info();
+  zend_try {
+    php_output_activate();
+    PG(header_is_being_sent) = 0;
+    PG(connection_status) = PHP_CONNECTION_NORMAL;
+    PG(ignore_user_abort) = 1; /* a client leaving must not end the worker script */
+    sapi_activate();
+    SG(sapi_headers).http_response_code = 200;
+    zend_set_timeout(EG(timeout_seconds), 1);
+    if (PG(expose_php)) sapi_add_header(SAPI_PHP_VERSION_HEADER, sizeof(SAPI_PHP_VERSION_HEADER) - 1, 1);
+    if (PG(output_handler) && PG(output_handler)[0]) {
+      zval oh;
+      ZVAL_STRING(&oh, PG(output_handler));
+      php_output_start_user(&oh, 0, PHP_OUTPUT_HANDLER_STDFLAGS);
+      zval_ptr_dtor(&oh);
+    } else if (PG(output_buffering)) {
+      php_output_start_user(NULL, PG(output_buffering) > 1 ? PG(output_buffering) : 0, PHP_OUTPUT_HANDLER_STDFLAGS);
+    } else if (PG(implicit_flush)) {
+      php_output_set_implicit_flush(1);
+    }
+    reset_superglobals();
+    reload_modules(1);
+  } zend_catch {
+    ok = 0;
+  } zend_end_try();
+  W.in_request = 1;
+  return ok;
+}
+
+static void worker_request_shutdown(void) {
+  zend_try {
+    php_output_end_all();
+  } zend_end_try();
+  zend_try {
+    reload_modules(0);
+  } zend_end_try();
+  zend_try {
+    php_output_deactivate(); /* sends the headers if nothing did */
+  } zend_end_try();
+  zend_try {
+    sapi_deactivate(); /* POST data, uploaded files, php://input */
+  } zend_end_try();
+  zend_set_memory_limit(PG(memory_limit));
+  zend_unset_timeout();
+  W.in_request = 0;
+}
+
+/* Ends the response of the request that just ran and tells the sink. */
+static void worker_finish_frames(void) {
+  if (!R.finished) {
+    body_frame(0);
+    tusk_chan_put(&R.frames, TUSK_CHAN_END, 0, R.seq, NULL, 0);
+  }
+  tusk_chan_put(&R.frames, TUSK_CHAN_IDLE, 0, R.seq, NULL, 0);
+  frames_send();
+  if (R.out.cap > 4 * TUSK_BODY_CHUNK) tusk_buf_dispose(&R.out);
+  if (R.frames.cap > 4 * TUSK_BODY_CHUNK) tusk_buf_dispose(&R.frames);
+}
+
+static int discard_write(void *ctx, const char *frames, size_t len) {
+  size_t off = 0;
+  while (off < len) {
+    tusk_chan_frame_t f;
+    const char *payload;
+    int n = tusk_chan_get(frames + off, len - off, &f, &payload);
+    if (n < 0) break;
+    if (f.type == TUSK_CHAN_BODY && f.len > 0) {
+      TUSK_WARN("the worker script printed %u bytes outside of a request (discarded): %.*s", f.len,
+                (int)TUSK_MIN(f.len, 80u), payload);
+    }
+    off += (size_t)n;
+  }
+  return 0;
+}
+static int discard_aborted(void *ctx, uint16_t seq) { return 0; }
+static const tusk_php_sink_t discard_sink = {discard_write, discard_aborted, NULL};
+
+static void handle_request(INTERNAL_FUNCTION_PARAMETERS) {
+  zend_fcall_info fci;
+  zend_fcall_info_cache fcc;
+  ZEND_PARSE_PARAMETERS_START(1, 1)
+    Z_PARAM_FUNC(fci, fcc)
+  ZEND_PARSE_PARAMETERS_END();
+  if (!W.active) {
+    zend_throw_error(NULL, "frankenphp_handle_request() works only in a worker script (tusk serve --worker)");
+    RETURN_THROWS();
+  }
+  if (W.in_handler) {
+    zend_throw_error(NULL, "frankenphp_handle_request() cannot be called from inside a request handler");
+    RETURN_THROWS();
+  }
+  if (!W.booted) {
+    /* Close the boot request: what the script printed while booting goes
+     * nowhere, as under FrankenPHP. */
+    W.booted = 1;
+    worker_request_shutdown();
+    if (R.out.len > 0) {
+      TUSK_WARN("the worker script printed %zu bytes while booting (discarded): %.*s", R.out.len,
+                (int)TUSK_MIN(R.out.len, 80u), R.out.data);
+    }
+    tusk_buf_reset(&R.out);
+    tusk_buf_reset(&R.frames);
+    if (W.io->ready) W.io->ready(W.io->ctx);
+  }
+  tusk_php_job_t job;
+  if (W.stop || !W.io->next(W.io->ctx, &job)) {
+    /* Re-open a request for the script's remaining code and for
+     * php_request_shutdown(), which expects one. */
+    R.sink = &discard_sink;
+    R.vars = NULL;
+    R.nvars = 0;
+    R.body = NULL;
+    R.bodylen = 0;
+    worker_request_startup();
+    RETURN_FALSE;
+  }
+  R.sink = job.sink;
+  R.seq = job.seq;
+  R.vars = job.vars;
+  R.nvars = job.nvars;
+  R.body = job.body;
+  R.bodylen = job.bodylen;
+  if (!worker_request_startup()) {
+    TUSK_ERROR("worker request startup failed");
+  }
+  zval retval;
+  ZVAL_UNDEF(&retval);
+  fci.retval = &retval;
+  fci.param_count = 0;
+  W.in_handler = 1;
+  zend_call_function(&fci, &fcc);
+  W.in_handler = 0;
+  zval_ptr_dtor(&retval);
+  if (EG(exception)) {
+    /* Logged like any uncaught exception (500 when nothing was sent);
+     * the app may be in a bad state, so this worker is restarted. */
+    zend_exception_error(EG(exception), E_ERROR | E_DONT_BAIL);
+    zend_clear_exception();
+    if (!SG(headers_sent)) SG(sapi_headers).http_response_code = 500;
+    W.exception = 1;
+    W.stop = 1;
+  }
+  worker_request_shutdown();
+  worker_finish_frames();
+  W.served++;
+  if (W.io->done) W.io->done(W.io->ctx);
+  const tusk_php_worker_limits_t *lim = &W.io->limits;
+  if (lim->max_requests && W.served >= lim->max_requests) {
+    TUSK_INFO("served %llu requests (--max-requests %llu): recycling this worker", (unsigned long long)W.served,
+              (unsigned long long)lim->max_requests);
+    W.stop = 1;
+  } else if (lim->max_memory && zend_memory_usage(1) > lim->max_memory) {
+    TUSK_INFO("PHP memory is %zu bytes after %llu requests, over --max-worker-memory %zu: recycling this worker",
+              zend_memory_usage(1), (unsigned long long)W.served, lim->max_memory);
+    W.stop = 1;
+  }
+  RETURN_TRUE;
+}
+
+static PHP_FUNCTION(frankenphp_handle_request) { handle_request(INTERNAL_FUNCTION_PARAM_PASSTHRU); }
+static PHP_FUNCTION(tusk_handle_request) { handle_request(INTERNAL_FUNCTION_PARAM_PASSTHRU); }
+
+/* headers_send(int $status = 200): like FrankenPHP's. A 1xx status (103
+ * Early Hints) sends the headers set so far as an informational response
+ * and keeps them for the final one. */
+static PHP_FUNCTION(headers_send) {
+  zend_long status = 200;
+  ZEND_PARSE_PARAMETERS_START(0, 1)
+    Z_PARAM_OPTIONAL
+    Z_PARAM_LONG(status)
+  ZEND_PARSE_PARAMETERS_END();
+  int previous = SG(sapi_headers).http_response_code;
+  SG(sapi_headers).http_response_code = (int)status;
+  if (status >= 100 && status < 200) {
+    int ret = sapi_module.send_headers(&SG(sapi_headers));
+    SG(sapi_headers).http_response_code = previous;
+    RETURN_LONG(ret);
+  }
+  RETURN_LONG(sapi_send_headers());
+}
+
+ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_tusk_handle, 0, 1, _IS_BOOL, 0)
+  ZEND_ARG_TYPE_INFO(0, callback, IS_CALLABLE, 0)
+ZEND_END_ARG_INFO()
+
+ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_tusk_headers_send, 0, 0, IS_LONG, 0)
+  ZEND_ARG_TYPE_INFO_WITH_DEFAULT_VALUE(0, status, IS_LONG, 0, "200")
+ZEND_END_ARG_INFO()
+
+int tusk_php_worker_run(const char *script, const tusk_php_worker_io_t *io) {
+  memset(&W, 0, sizeof W);
+  W.io = io;
+  W.active = 1;
+  static tusk_chan_var_t boot_vars[3];
+  static const char k1[] = "SCRIPT_FILENAME", k2[] = "FRANKENPHP_WORKER", k3[] = "TUSK_WORKER";
+  boot_vars[0] = (tusk_chan_var_t){k1, sizeof k1 - 1, script, (uint32_t)strlen(script)};
+  boot_vars[1] = (tusk_chan_var_t){k2, sizeof k2 - 1, "1", 1};
+  boot_vars[2] = (tusk_chan_var_t){k3, sizeof k3 - 1, "1", 1};
+  tusk_php_run(&discard_sink, 0, boot_vars, 3, "", 0);
+  W.active = 0;
+  if (!W.booted) return TUSK_PHP_WORKER_BOOT_FAILED;
+  if (W.exception) return TUSK_PHP_WORKER_FAILED;
+  if (W.stop) return TUSK_PHP_WORKER_RECYCLE;
+  return 0;
+}
+
 static const zend_function_entry tusk_functions[] = {
     ZEND_FE(fastcgi_finish_request, arginfo_tusk_finish)
     ZEND_FE(getallheaders, arginfo_tusk_headers)
     ZEND_FALIAS(apache_request_headers, getallheaders, arginfo_tusk_headers)
+    ZEND_FE(frankenphp_handle_request, arginfo_tusk_handle)
+    ZEND_FALIAS(frankenphp_finish_request, fastcgi_finish_request, arginfo_tusk_finish)
+    ZEND_FALIAS(frankenphp_request_headers, getallheaders, arginfo_tusk_headers)
+    ZEND_FE(headers_send, arginfo_tusk_headers_send)
+    ZEND_NS_FENTRY("Tusk", handle_request, ZEND_FN(tusk_handle_request), arginfo_tusk_handle, 0)
+    ZEND_NS_FENTRY("Tusk", finish_request, ZEND_FN(fastcgi_finish_request), arginfo_tusk_finish, 0)
+    ZEND_NS_FENTRY("Tusk", request_headers, ZEND_FN(getallheaders), arginfo_tusk_headers, 0)
+    ZEND_NS_FENTRY("Tusk", headers_send, ZEND_FN(headers_send), arginfo_tusk_headers_send, 0)
     ZEND_FE_END};
 
 static sapi_module_struct tusk_sapi = {
@@ -357,6 +645,33 @@ static const char *var(const char *name, size_t *len) {
   return NULL;
 }
 
+/* Points SG(request_info) at the current request's variables. */
+static void fill_request_info(void) {
+  const char *method = var("REQUEST_METHOD", NULL);
+  const char *script = var("SCRIPT_FILENAME", NULL);
+  const char *proto = var("SERVER_PROTOCOL", NULL);
+  const char *ctype = var("CONTENT_TYPE", NULL);
+  const char *auth = var("HTTP_AUTHORIZATION", NULL);
+  R.cookie = var("HTTP_COOKIE", NULL);
+  R.body_off = 0;
+  R.finished = R.aborted = R.streaming = R.chan_broken = 0;
+  tusk_buf_reset(&R.frames);
+  tusk_buf_reset(&R.out);
+
+  SG(server_context) = (void *)&R;
+  SG(request_info).request_method = method;
+  SG(request_info).query_string = (char *)var("QUERY_STRING", NULL);
+  SG(request_info).request_uri = (char *)var("REQUEST_URI", NULL);
+  SG(request_info).path_translated = (char *)script;
+  SG(request_info).content_type = (ctype && ctype[0]) ? ctype : NULL;
+  SG(request_info).content_length = (zend_long)R.bodylen;
+  SG(request_info).proto_num = (proto && !strcmp(proto, "HTTP/1.0")) ? 1000 : 1001;
+  SG(request_info).headers_only = method && !strcmp(method, "HEAD");
+  SG(sapi_headers).http_response_code = 200;
+  if (auth) php_handle_auth_data(auth);
+  enter_script_dir(script);
+}
+
 int tusk_php_run(const tusk_php_sink_t *sink, uint16_t seq, const tusk_chan_var_t *vars, int nvars,
                  const char *body, size_t bodylen) {
   R.sink = sink;
@@ -365,31 +680,9 @@ int tusk_php_run(const tusk_php_sink_t *sink, uint16_t seq, const tusk_chan_var_
   R.nvars = nvars;
   R.body = body;
   R.bodylen = bodylen;
-  R.body_off = 0;
-  R.finished = R.aborted = R.streaming = R.chan_broken = 0;
-  tusk_buf_reset(&R.frames);
-  tusk_buf_reset(&R.out);
 
-  const char *method = var("REQUEST_METHOD", NULL);
+  fill_request_info();
   const char *script = var("SCRIPT_FILENAME", NULL);
-  const char *proto = var("SERVER_PROTOCOL", NULL);
-  const char *ctype = var("CONTENT_TYPE", NULL);
-  const char *auth = var("HTTP_AUTHORIZATION", NULL);
-  R.cookie = var("HTTP_COOKIE", NULL);
-
-  SG(server_context) = (void *)&R;
-  SG(request_info).request_method = method;
-  SG(request_info).query_string = (char *)var("QUERY_STRING", NULL);
-  SG(request_info).request_uri = (char *)var("REQUEST_URI", NULL);
-  SG(request_info).path_translated = (char *)script;
-  SG(request_info).content_type = (ctype && ctype[0]) ? ctype : NULL;
-  SG(request_info).content_length = (zend_long)bodylen;
-  SG(request_info).proto_num = (proto && !strcmp(proto, "HTTP/1.0")) ? 1000 : 1001;
-  SG(request_info).headers_only = method && !strcmp(method, "HEAD");
-  SG(sapi_headers).http_response_code = 200;
-  if (auth) php_handle_auth_data(auth);
-  enter_script_dir(script);
-
   if (php_request_startup() == FAILURE) {
     tusk_log(TUSK_LOG_ERROR, "PHP request startup failed for %s", script ? script : "?");
     tusk_buf_t b;

@@ -50,4 +50,44 @@ typedef struct tusk_php_sink_s {
 int tusk_php_run(const tusk_php_sink_t *sink, uint16_t seq, const tusk_chan_var_t *vars, int nvars,
                  const char *body, size_t bodylen);
 
+/* ---- worker mode ----------------------------------------------------------- */
+
+/* One request handed to a worker script. Pointers stay valid until the
+ * next call to next(). */
+typedef struct tusk_php_job_s {
+  const tusk_php_sink_t *sink;
+  uint16_t seq;
+  const tusk_chan_var_t *vars;
+  int nvars;
+  const char *body;
+  size_t bodylen;
+} tusk_php_job_t;
+
+typedef struct tusk_php_worker_limits_s {
+  uint64_t max_requests; /* 0: unlimited */
+  size_t max_memory;     /* PHP memory after a request, bytes; 0: unlimited */
+} tusk_php_worker_limits_t;
+
+/* How a worker script gets its requests (pooled: the channel; direct: the
+ * worker's own event loop). */
+typedef struct tusk_php_worker_io_s {
+  /* Blocks until a request arrives and fills job; returns 0 when the
+   * worker must stop (frankenphp_handle_request() then returns false). */
+  int (*next)(void *ctx, tusk_php_job_t *job);
+  void (*ready)(void *ctx); /* booted: the first next() follows */
+  void (*done)(void *ctx);  /* a request ended (its frames were written) */
+  void *ctx;
+  tusk_php_worker_limits_t limits;
+} tusk_php_worker_io_t;
+
+#define TUSK_PHP_WORKER_RECYCLE 3      /* limits reached: replace the worker */
+#define TUSK_PHP_WORKER_FAILED 4       /* a handler threw, or the script ended early */
+#define TUSK_PHP_WORKER_BOOT_FAILED 5  /* the script ended before handling a request */
+
+/* Runs a worker script: it boots, then loops on frankenphp_handle_request()
+ * (or Tusk\handle_request()), each call serving one request from io.
+ * Returns 0 when it stopped because io said so, or one of the
+ * TUSK_PHP_WORKER_* codes above (also the worker process's exit code). */
+int tusk_php_worker_run(const char *script, const tusk_php_worker_io_t *io);
+
 #endif

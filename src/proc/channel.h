@@ -4,7 +4,8 @@
  *   master -> worker: REQ (a complete request), ABORT (client went away),
  *                     QUIT (finish and exit)
  *   worker -> master: HEAD (status + header block), BODY (response bytes),
- *                     END (response complete), IDLE (ready for the next REQ)
+ *                     END (response complete), IDLE (ready for the next REQ),
+ *                     INFO (a 1xx head, e.g. 103 Early Hints, before HEAD)
  *
  * A REQ carries every CGI/$_SERVER variable the master computed, then the
  * body. The master decides routing and the variables, so the worker only
@@ -25,6 +26,7 @@ enum {
   TUSK_CHAN_BODY = 11,
   TUSK_CHAN_END = 12,
   TUSK_CHAN_IDLE = 13,
+  TUSK_CHAN_INFO = 14, /* a 1xx informational head (103 Early Hints) */
 };
 
 /* Frame flags. */

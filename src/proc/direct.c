@@ -36,6 +36,9 @@ static struct {
   int running;
   const tusk_conf_t *conf;
   tusk_slot_t *slot;
+  tusk_h1_conn_t *current; /* worker mode: the request being handled */
+  uint64_t served;
+  int exit_code;
 } D;
 
 static char worker_marker; /* c->worker while its PHP runs here */
@@ -55,6 +58,9 @@ static int direct_write(void *ctx, const char *frames, size_t len) {
     switch (f.type) {
       case TUSK_CHAN_HEAD:
         tusk_h1_php_head(c, payload, f.len);
+        break;
+      case TUSK_CHAN_INFO:
+        tusk_h1_php_info(c, payload, f.len);
         break;
       case TUSK_CHAN_BODY:
         tusk_h1_php_body(c, payload, f.len, f.flags & TUSK_CHAN_F_FLUSH);
@@ -81,27 +87,82 @@ static int direct_aborted(void *ctx, uint16_t seq) {
 
 /* ---- the pool interface, served by this process ---------------------------- */
 
-static void run_one(tusk_h1_conn_t *c) {
+static void begin_drain(void);
+
+/* Splits c's REQ frame into a job whose sink is c itself. */
+static int make_job(tusk_h1_conn_t *c, tusk_php_job_t *job, tusk_php_sink_t *sink) {
   static tusk_chan_var_t vars[576];
   tusk_chan_frame_t f;
   const char *payload, *body;
   size_t bodylen;
-  if (tusk_chan_get(c->reqframe.data, c->reqframe.len, &f, &payload) < 0) return;
+  if (tusk_chan_get(c->reqframe.data, c->reqframe.len, &f, &payload) < 0) return -1;
   int nv = tusk_chan_req_parse(payload, f.len, vars, TUSK_ARRAY_SIZE(vars), &body, &bodylen);
-  if (nv < 0) return;
+  if (nv < 0) return -1;
+  *sink = (tusk_php_sink_t){direct_write, direct_aborted, c};
+  *job = (tusk_php_job_t){sink, f.seq, vars, nv, body, bodylen};
   c->worker = (void *)&worker_marker;
-  tusk_php_sink_t sink = {direct_write, direct_aborted, c};
   /* The master enforces --request-timeout from the scoreboard. */
   snprintf(D.slot->what, sizeof D.slot->what, "%.*s %.*s", (int)TUSK_MIN(c->req.method_len, 16), c->req.method,
            (int)TUSK_MIN(c->req.target_len, 90), c->req.target);
   D.slot->busy_since_ms = tusk_monotonic_ms();
-  tusk_php_run(&sink, f.seq, vars, nv, body, bodylen);
+  return 0;
+}
+
+/* The request is over: make sure its client got an answer. */
+static void job_done(tusk_h1_conn_t *c) {
   D.slot->busy_since_ms = 0;
-  if (c->worker == (void *)&worker_marker) {
-    /* No END arrived (cannot happen with a healthy SAPI): answer anyway. */
-    c->worker = NULL;
+  if (c && c->worker == (void *)&worker_marker) {
+    c->worker = NULL; /* no END arrived (cannot happen with a healthy SAPI) */
     tusk_h1_php_fail(c, 502);
   }
+  D.served++;
+  if (D.conf->max_requests && D.served >= (uint64_t)D.conf->max_requests && !D.http.draining) {
+    TUSK_INFO("served %llu requests (--max-requests %d): recycling this worker", (unsigned long long)D.served,
+              D.conf->max_requests);
+    D.exit_code = 3; /* TUSK_PHP_WORKER_RECYCLE */
+    begin_drain();
+  }
+}
+
+static tusk_h1_conn_t *queue_pop(void) {
+  tusk_h1_conn_t *x = D.qhead;
+  if (!x) return NULL;
+  D.qhead = x->qnext;
+  if (D.qhead) D.qhead->qprev = NULL;
+  else D.qtail = NULL;
+  x->qnext = x->qprev = NULL;
+  x->queued = 0;
+  return x;
+}
+
+static void run_one(tusk_h1_conn_t *c) {
+  tusk_php_job_t job;
+  tusk_php_sink_t sink;
+  if (make_job(c, &job, &sink) != 0) return;
+  tusk_php_run(job.sink, job.seq, job.vars, job.nvars, job.body, job.bodylen);
+  job_done(c);
+}
+
+/* ---- worker mode: the handler waits for requests by running the loop ---- */
+
+static int worker_next(void *ctx, tusk_php_job_t *job) {
+  static tusk_php_sink_t sink;
+  for (;;) {
+    tusk_h1_conn_t *c = queue_pop();
+    if (c) {
+      if (make_job(c, job, &sink) != 0) continue;
+      D.current = c;
+      return 1;
+    }
+    if (D.http.draining) return 0;
+    uv_run(&D.loop, UV_RUN_ONCE);
+  }
+}
+
+static void worker_done(void *ctx) {
+  tusk_h1_conn_t *c = D.current;
+  D.current = NULL;
+  job_done(c);
 }
 
 static int direct_submit(tusk_h1_conn_t *c) {
@@ -111,17 +172,12 @@ static int direct_submit(tusk_h1_conn_t *c) {
   if (D.qtail) D.qtail->qnext = c;
   else D.qhead = c;
   D.qtail = c;
-  if (D.running) return 0; /* submitted from inside a response: the loop below runs it */
+  /* In worker mode the script picks requests up in worker_next(). Here a
+   * request submitted from inside a response waits for the loop below. */
+  if (D.conf->worker_script || D.running) return 0;
   D.running = 1;
-  while (D.qhead) {
-    tusk_h1_conn_t *x = D.qhead;
-    D.qhead = x->qnext;
-    if (D.qhead) D.qhead->qprev = NULL;
-    else D.qtail = NULL;
-    x->qnext = x->qprev = NULL;
-    x->queued = 0;
-    run_one(x);
-  }
+  tusk_h1_conn_t *x;
+  while ((x = queue_pop()) != NULL) run_one(x);
   D.running = 0;
   return 0;
 }
@@ -144,11 +200,13 @@ static void on_drained(tusk_http_ctx_t *ctx) { uv_stop(&D.loop); }
 
 static void on_term_signal(int sig) { uv_async_send(&D.term); }
 
-static void on_term(uv_async_t *a) {
+static void begin_drain(void) {
   if (D.http.draining) return;
   uv_close((uv_handle_t *)&D.listener, NULL);
   tusk_http_drain(&D.http);
 }
+
+static void on_term(uv_async_t *a) { begin_drain(); }
 
 void tusk_worker_direct_main(const tusk_conf_t *conf, int listen_fd, int index, tusk_slot_t *slot) {
   char role[32];
@@ -188,6 +246,16 @@ void tusk_worker_direct_main(const tusk_conf_t *conf, int listen_fd, int index, 
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_term_signal;
   sigaction(SIGTERM, &sa, NULL);
+  if (conf->worker_script) {
+    tusk_php_worker_io_t io = {worker_next, NULL, worker_done, NULL,
+                               {0 /* counted in job_done() */, conf->max_worker_memory}};
+    int rc = tusk_php_worker_run(conf->worker_script, &io);
+    if (rc != 0) D.exit_code = rc;
+    /* Finish what is being written, then leave. */
+    begin_drain();
+    if (D.http.nconns > 0) uv_run(&D.loop, UV_RUN_DEFAULT);
+    _exit(D.exit_code);
+  }
   uv_run(&D.loop, UV_RUN_DEFAULT);
-  _exit(0);
+  _exit(D.exit_code);
 }

@@ -42,6 +42,8 @@ typedef struct tusk_worker_s {
   int in_idle;
   int lost_busy; /* the channel broke while a request ran (for the crash log) */
   tusk_slot_t *slot; /* direct mode */
+  int recycled;      /* exited to be replaced (limits), not a failure */
+  int boot_failed;
   tusk_buf_t in;
   tusk_h1_conn_t *conn;
   uint64_t started_ms;
@@ -69,7 +71,6 @@ static struct {
   int qlen;
   uv_signal_t sig[5];
   uv_timer_t drain_timer;
-  uv_timer_t respawn_timer;
   int draining;
   int quick_deaths;
   int *keep_fds;
@@ -82,6 +83,7 @@ static struct {
 } M;
 
 static void spawn(int index);
+static void spawn_later(int index, uint64_t delay_ms);
 static void pump_queue(void);
 
 /* ---- fd hygiene -------------------------------------------------------------- */
@@ -222,18 +224,23 @@ static void worker_gone(tusk_worker_t *w) {
   }
   uv_close((uv_handle_t *)&w->timer, on_worker_handle_close);
   if (replace) {
-    if (lived < 1000) {
-      M.quick_deaths++;
-    } else {
+    if (w->recycled) {
       M.quick_deaths = 0;
-    }
-    if (M.quick_deaths >= 5) {
-      /* A worker that dies at once, again and again: back off instead of
-       * forking in a tight loop. */
-      if (M.quick_deaths == 5) TUSK_ERROR("PHP workers keep dying right after they start; retrying every second");
-      spawn(-index - 1); /* negative: delayed */
-    } else {
       spawn(index);
+    } else {
+      if (lived < 1000 || w->boot_failed) M.quick_deaths++;
+      else M.quick_deaths = 0;
+      if (M.quick_deaths >= 3) {
+        /* Dying at once, again and again (a script that cannot boot): back
+         * off exponentially instead of forking in a loop. */
+        int shift = TUSK_MIN(M.quick_deaths - 3, 5);
+        uint64_t delay = 1000ull << shift;
+        TUSK_ERROR("PHP workers keep failing right after they start (%d times in a row); next try in %llus",
+                   M.quick_deaths, (unsigned long long)(delay / 1000));
+        spawn_later(index, delay);
+      } else {
+        spawn(index);
+      }
     }
   }
   maybe_exit();
@@ -294,6 +301,9 @@ static void on_worker_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
     switch (f.type) {
       case TUSK_CHAN_HEAD:
         if (c) tusk_h1_php_head(c, payload, f.len);
+        break;
+      case TUSK_CHAN_INFO:
+        if (c) tusk_h1_php_info(c, payload, f.len);
         break;
       case TUSK_CHAN_BODY:
         if (c) tusk_h1_php_body(c, payload, f.len, f.flags & TUSK_CHAN_F_FLUSH);
@@ -371,22 +381,23 @@ static void on_watchdog(uv_timer_t *t) {
   }
 }
 
+static void on_respawn_close(uv_handle_t *h) { free(h); }
+
 static void on_respawn(uv_timer_t *t) {
   int index = (int)(intptr_t)t->data;
+  uv_close((uv_handle_t *)t, on_respawn_close);
   spawn(index);
 }
 
+static void spawn_later(int index, uint64_t delay_ms) {
+  uv_timer_t *t = malloc(sizeof *t);
+  if (!t) return;
+  uv_timer_init(M.loop, t);
+  t->data = (void *)(intptr_t)index;
+  uv_timer_start(t, on_respawn, delay_ms, 0);
+}
+
 static void spawn(int index) {
-  if (index < 0) {
-    /* Delayed respawn after repeated quick deaths. */
-    uv_timer_t *t = malloc(sizeof *t);
-    if (!t) return;
-    uv_timer_init(M.loop, t);
-    t->data = (void *)(intptr_t)(-index - 1);
-    uv_timer_start(t, on_respawn, 1000, 0);
-    uv_unref((uv_handle_t *)t);
-    return;
-  }
   if (M.draining) return;
   if (M.conf->direct) {
     tusk_slot_t *slot = NULL;
@@ -442,7 +453,7 @@ static void spawn(int index) {
   }
   if (pid == 0) {
     close_inherited_fds(sv[1], -1);
-    tusk_worker_main(sv[1], index);
+    tusk_worker_main(M.conf, sv[1], index);
   }
   close(sv[1]);
   tusk_worker_t *w = calloc(1, sizeof *w);
@@ -461,8 +472,7 @@ static void spawn(int index) {
   M.workers = w;
   uv_read_start((uv_stream_t *)&w->pipe, on_worker_alloc, on_worker_read);
   TUSK_DEBUG("worker %d started (pid %d)", index, (int)pid);
-  idle_push(w);
-  pump_queue();
+  /* It takes requests once it says IDLE (a worker script boots first). */
 }
 
 /* ---- the queue --------------------------------------------------------------------------- */
@@ -569,10 +579,24 @@ static void on_sigchld(uv_signal_t *s, int signum) {
         TUSK_ERROR("worker %d (pid %d) was killed by signal %d (%s) while idle%s", w->index, (int)pid, sig,
                    strsignal(sig), M.draining || w->retiring ? "" : "; starting a new worker");
       }
-    } else if (WIFEXITED(status) && (WEXITSTATUS(status) != 0 || (!w->retiring && !M.draining))) {
+    } else if (WIFEXITED(status)) {
+      int code = WEXITSTATUS(status);
       int busy = w->busy || w->lost_busy;
-      TUSK_ERROR("worker %d (pid %d) exited with status %d%s%s", w->index, (int)pid, WEXITSTATUS(status),
-                 busy ? " while running " : "", busy ? w->what : "");
+      if (code == TUSK_PHP_WORKER_RECYCLE) {
+        w->recycled = 1;
+        TUSK_INFO("worker %d (pid %d) recycled; starting a new one", w->index, (int)pid);
+      } else if (code == TUSK_PHP_WORKER_BOOT_FAILED) {
+        w->boot_failed = 1;
+        TUSK_ERROR("worker script %s failed to boot: it ended before calling frankenphp_handle_request() (see the "
+                   "PHP error above)",
+                   M.conf->worker_script);
+      } else if (code == TUSK_PHP_WORKER_FAILED) {
+        TUSK_ERROR("worker %d (pid %d): the worker script stopped after an uncaught exception; restarting it",
+                   w->index, (int)pid);
+      } else if (code != 0 || (!w->retiring && !M.draining)) {
+        TUSK_ERROR("worker %d (pid %d) exited with status %d%s%s", w->index, (int)pid, code,
+                   busy ? " while running " : "", busy ? w->what : "");
+      }
     }
     if (w->pipe_closed) worker_gone(w);
   }
@@ -694,8 +718,6 @@ int tusk_master_run(tusk_conf_t *conf, const char *argv0) {
   }
   uv_timer_init(M.loop, &M.drain_timer);
   uv_unref((uv_handle_t *)&M.drain_timer);
-  uv_timer_init(M.loop, &M.respawn_timer);
-  uv_unref((uv_handle_t *)&M.respawn_timer);
 
   static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR2, SIGCHLD};
   for (size_t i = 0; i < TUSK_ARRAY_SIZE(sigs); i++) {
