@@ -38,6 +38,8 @@ static const key_t_ keys[] = {
     {"max-requests", 0, K_INT, OFF(max_requests), "0", "replace a PHP worker after this many requests (0: never)"},
     {"max-worker-memory", 0, K_SIZE, OFF(max_worker_memory), "0",
      "replace a worker whose PHP memory after a request is above this (0: never)"},
+    {"debug-state", 0, K_BOOL, OFF(debug_state), "0",
+     "worker mode: log which globals and static properties each request changed (slow; finds state bleed)"},
     {"watch", 0, K_STR, OFF(watch), NULL, "reload the workers when a file under these folders changes (comma separated)"},
     {"index", 0, K_STR, OFF(index_files), "index.php index.html", "index files for directory requests"},
     {"php-ini", 'c', K_STR, OFF(php_ini), NULL, "php.ini file to use instead of /etc/php/8.2/embed/php.ini"},

@@ -25,6 +25,7 @@
 #include "main/php_output.h"
 #include "zend_exceptions.h"
 #include "zend_signal.h"
+#include "zend_smart_str.h"
 
 /* Output beyond this is streamed to the master instead of buffered. */
 #define TUSK_BODY_CHUNK (256 * 1024)
@@ -347,6 +348,7 @@ static void reset_superglobals(void) {
 }
 
 static void fill_request_info(void);
+static const char *var(const char *name, size_t *len);
 
 static int worker_request_startup(void) {
   int ok = 1;
@@ -427,6 +429,155 @@ static int discard_write(void *ctx, const char *frames, size_t len) {
 static int discard_aborted(void *ctx, uint16_t seq) { return 0; }
 static const tusk_php_sink_t discard_sink = {discard_write, discard_aborted, NULL};
 
+/* ---- state-bleed detection (--debug-state) ---------------------------------
+ *
+ * Worker mode keeps globals and static properties from one request to the
+ * next. With --debug-state, a fingerprint of each global variable and of
+ * each user class's static properties is taken before the handler runs
+ * and after; what changed is logged by name, so a team can find the state
+ * that leaks between requests. */
+
+static uint64_t fp_mix(uint64_t h, uint64_t v) {
+  h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+  return h;
+}
+
+static uint64_t fp_bytes(uint64_t h, const char *p, size_t n) {
+  for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)p[i]) * 1099511628211ull;
+  return fp_mix(h, n);
+}
+
+/* A fingerprint of a value, bounded in depth and size. */
+static uint64_t fp_zval(zval *z, int depth, size_t *budget) {
+  uint64_t h = 1469598103934665603ull;
+  if (*budget == 0) return h;
+  (*budget)--;
+  ZVAL_DEREF(z);
+  h = fp_mix(h, Z_TYPE_P(z));
+  switch (Z_TYPE_P(z)) {
+    case IS_LONG: return fp_mix(h, (uint64_t)Z_LVAL_P(z));
+    case IS_DOUBLE: {
+      uint64_t bits;
+      double d = Z_DVAL_P(z);
+      memcpy(&bits, &d, sizeof bits);
+      return fp_mix(h, bits);
+    }
+    case IS_STRING: return fp_bytes(h, Z_STRVAL_P(z), Z_STRLEN_P(z));
+    case IS_ARRAY: {
+      h = fp_mix(h, zend_hash_num_elements(Z_ARRVAL_P(z)));
+      if (depth <= 0) return h;
+      zend_string *key;
+      zend_ulong idx;
+      zval *v;
+      ZEND_HASH_FOREACH_KEY_VAL(Z_ARRVAL_P(z), idx, key, v) {
+        h = key ? fp_bytes(h, ZSTR_VAL(key), ZSTR_LEN(key)) : fp_mix(h, idx);
+        h = fp_mix(h, fp_zval(v, depth - 1, budget));
+        if (*budget == 0) break;
+      }
+      ZEND_HASH_FOREACH_END();
+      return h;
+    }
+    case IS_OBJECT: {
+      h = fp_mix(h, Z_OBJ_HANDLE_P(z));
+      if (depth <= 0 || Z_OBJCE_P(z)->type != ZEND_USER_CLASS) return h;
+      HashTable *props = Z_OBJPROP_P(z);
+      zval tmp;
+      if (!props) return h;
+      ZVAL_ARR(&tmp, props);
+      return fp_mix(h, fp_zval(&tmp, depth - 1, budget));
+    }
+    default: return h;
+  }
+}
+
+static HashTable *bleed_before;
+static int debug_state;
+
+static void fp_state(HashTable *out) {
+  zend_string *name;
+  zval *v;
+  ZEND_HASH_FOREACH_STR_KEY_VAL(&EG(symbol_table), name, v) {
+    if (!name || ZSTR_VAL(name)[0] == '_' || zend_string_equals_literal(name, "GLOBALS")) continue;
+    if (Z_TYPE_P(v) == IS_INDIRECT) v = Z_INDIRECT_P(v);
+    if (Z_TYPE_P(v) == IS_UNDEF) continue;
+    size_t budget = 20000;
+    zval fp;
+    ZVAL_LONG(&fp, (zend_long)fp_zval(v, 6, &budget));
+    zend_string *k = zend_strpprintf(0, "$%s", ZSTR_VAL(name));
+    zend_hash_update(out, k, &fp);
+    zend_string_release(k);
+  }
+  ZEND_HASH_FOREACH_END();
+  zend_class_entry *ce;
+  ZEND_HASH_MAP_FOREACH_PTR(EG(class_table), ce) {
+    if (ce->type != ZEND_USER_CLASS || ce->default_static_members_count == 0) continue;
+    zval *statics = CE_STATIC_MEMBERS(ce);
+    zend_property_info *pi;
+    ZEND_HASH_MAP_FOREACH_PTR(&ce->properties_info, pi) {
+      if (!(pi->flags & ZEND_ACC_STATIC) || pi->ce != ce) continue;
+      zval *val = statics ? &statics[pi->offset] : &ce->default_static_members_table[pi->offset];
+      size_t budget = 20000;
+      zval fp;
+      ZVAL_LONG(&fp, (zend_long)fp_zval(val, 6, &budget));
+      const char *cls, *prop;
+      zend_unmangle_property_name(pi->name, &cls, &prop);
+      zend_string *k = zend_strpprintf(0, "%s::$%s", ZSTR_VAL(ce->name), prop);
+      zend_hash_update(out, k, &fp);
+      zend_string_release(k);
+    }
+    ZEND_HASH_FOREACH_END();
+  }
+  ZEND_HASH_FOREACH_END();
+}
+
+static void bleed_snapshot(void) {
+  if (!debug_state) return;
+  ALLOC_HASHTABLE(bleed_before);
+  zend_hash_init(bleed_before, 64, NULL, NULL, 0);
+  fp_state(bleed_before);
+}
+
+static void bleed_report(void) {
+  if (!debug_state || !bleed_before) return;
+  HashTable after;
+  zend_hash_init(&after, 64, NULL, NULL, 0);
+  fp_state(&after);
+  smart_str changed = {0};
+  int n = 0;
+  zend_string *k;
+  zval *v;
+  ZEND_HASH_FOREACH_STR_KEY_VAL(&after, k, v) {
+    zval *old = zend_hash_find(bleed_before, k);
+    if (old && Z_LVAL_P(old) == Z_LVAL_P(v)) continue;
+    if (!old && ZSTR_VAL(k)[0] != '$') continue; /* a class loaded now, statics as declared: only if changed below */
+    if (n++ < 50) {
+      if (changed.s) smart_str_appends(&changed, ", ");
+      smart_str_append(&changed, k);
+      if (!old) smart_str_appends(&changed, " (new)");
+    }
+  }
+  ZEND_HASH_FOREACH_END();
+  ZEND_HASH_FOREACH_STR_KEY(bleed_before, k) {
+    if (!zend_hash_exists(&after, k) && n++ < 50) {
+      if (changed.s) smart_str_appends(&changed, ", ");
+      smart_str_append(&changed, k);
+      smart_str_appends(&changed, " (removed)");
+    }
+  }
+  ZEND_HASH_FOREACH_END();
+  if (n > 0) {
+    smart_str_0(&changed);
+    const char *uri = var("REQUEST_URI", NULL);
+    TUSK_WARN("state kept after %s %s: %d change(s): %s%s", var("REQUEST_METHOD", NULL) ? var("REQUEST_METHOD", NULL) : "?",
+              uri ? uri : "?", n, ZSTR_VAL(changed.s), n > 50 ? ", ..." : "");
+  }
+  smart_str_free(&changed);
+  zend_hash_destroy(&after);
+  zend_hash_destroy(bleed_before);
+  FREE_HASHTABLE(bleed_before);
+  bleed_before = NULL;
+}
+
 static void handle_request(INTERNAL_FUNCTION_PARAMETERS) {
   zend_fcall_info fci;
   zend_fcall_info_cache fcc;
@@ -479,10 +630,12 @@ static void handle_request(INTERNAL_FUNCTION_PARAMETERS) {
   ZVAL_UNDEF(&retval);
   fci.retval = &retval;
   fci.param_count = 0;
+  bleed_snapshot();
   W.in_handler = 1;
   zend_call_function(&fci, &fcc);
   W.in_handler = 0;
   zval_ptr_dtor(&retval);
+  bleed_report();
   if (EG(exception)) {
     /* Logged like any uncaught exception (500 when nothing was sent);
      * the app may be in a bad state, so this worker is restarted. */
@@ -541,6 +694,7 @@ ZEND_END_ARG_INFO()
 
 int tusk_php_worker_run(const char *script, const tusk_php_worker_io_t *io) {
   memset(&W, 0, sizeof W);
+  debug_state = io->limits.debug_state;
   W.io = io;
   W.active = 1;
   static tusk_chan_var_t boot_vars[3];

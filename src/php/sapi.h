@@ -66,6 +66,7 @@ typedef struct tusk_php_job_s {
 typedef struct tusk_php_worker_limits_s {
   uint64_t max_requests; /* 0: unlimited */
   size_t max_memory;     /* PHP memory after a request, bytes; 0: unlimited */
+  int debug_state;       /* log globals and static properties a request changed */
 } tusk_php_worker_limits_t;
 
 /* How a worker script gets its requests (pooled: the channel; direct: the

@@ -248,7 +248,7 @@ void tusk_worker_direct_main(const tusk_conf_t *conf, int listen_fd, int index, 
   sigaction(SIGTERM, &sa, NULL);
   if (conf->worker_script) {
     tusk_php_worker_io_t io = {worker_next, NULL, worker_done, NULL,
-                               {0 /* counted in job_done() */, conf->max_worker_memory}};
+                               {0 /* counted in job_done() */, conf->max_worker_memory, conf->debug_state}};
     int rc = tusk_php_worker_run(conf->worker_script, &io);
     if (rc != 0) D.exit_code = rc;
     /* Finish what is being written, then leave. */

@@ -7,6 +7,7 @@
 #include "proc/master.h"
 
 #include <dirent.h>
+#include <ftw.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -80,6 +81,9 @@ static struct {
   tusk_slot_t *board; /* direct mode: one slot per worker process */
   int nslots;
   uv_timer_t watchdog;
+  uv_fs_event_t *watchers; /* --watch: one per folder */
+  int nwatchers;
+  uv_timer_t watch_debounce;
 } M;
 
 static void spawn(int index);
@@ -645,7 +649,7 @@ static void on_stop_signal(uv_signal_t *s, int signum) {
   tusk_http_drain(&M.http);
 }
 
-static void on_reload_signal(uv_signal_t *s, int signum) {
+static void reload(const char *why) {
   if (M.draining) return;
   M.generation++;
   int old = 0;
@@ -655,8 +659,8 @@ static void on_reload_signal(uv_signal_t *s, int signum) {
       w->retiring = 1;
     }
   }
-  TUSK_INFO("%s: reloading: starting %d new PHP workers; %d old ones finish their requests first",
-            strsignal(signum), M.conf->workers, old);
+  TUSK_INFO("%s: reloading: starting %d new PHP workers; %d old ones finish their requests first", why,
+            M.conf->workers, old);
   /* Retire first (so new requests go only to new workers), then spawn. */
   tusk_worker_t *list[4096];
   int n = 0;
@@ -668,6 +672,52 @@ static void on_reload_signal(uv_signal_t *s, int signum) {
   tusk_php_opcache_reset();
   for (int i = 0; i < M.conf->workers; i++) spawn(i);
   for (int i = 0; i < n; i++) retire(list[i]);
+}
+
+static void on_reload_signal(uv_signal_t *s, int signum) { reload(strsignal(signum)); }
+
+/* ---- --watch ------------------------------------------------------------------------------------ */
+
+static void on_watch_debounced(uv_timer_t *t) { reload("files changed under --watch"); }
+
+static void on_watch_event(uv_fs_event_t *h, const char *name, int events, int status) {
+  if (status < 0 || M.draining) return;
+  /* Editors and deploys write several files: one reload after a quiet 300 ms. */
+  uv_timer_start(&M.watch_debounce, on_watch_debounced, 300, 0);
+}
+
+static int add_watch(const char *path, const struct stat *st, int type, struct FTW *ftw) {
+  if (type != FTW_D) return 0;
+  const char *base = path + ftw->base;
+  if (base[0] == '.' && ftw->level > 0) return 0; /* .git and friends */
+  if (M.nwatchers >= 4096) return 1;
+  uv_fs_event_t *w = &M.watchers[M.nwatchers];
+  uv_fs_event_init(M.loop, w);
+  if (uv_fs_event_start(w, on_watch_event, path, 0) == 0) {
+    uv_unref((uv_handle_t *)w);
+    M.nwatchers++;
+  } else {
+    uv_close((uv_handle_t *)w, NULL);
+  }
+  return 0;
+}
+
+/* Watches every folder under each --watch folder (inotify is not
+ * recursive; folders created later are not watched until the reload). */
+static void start_watching(void) {
+  if (!M.conf->watch) return;
+  M.watchers = calloc(4096, sizeof *M.watchers);
+  if (!M.watchers) return;
+  uv_timer_init(M.loop, &M.watch_debounce);
+  uv_unref((uv_handle_t *)&M.watch_debounce);
+  char *copy = strdup(M.conf->watch), *save = NULL;
+  for (char *d = strtok_r(copy, ",", &save); d; d = strtok_r(NULL, ",", &save)) {
+    while (*d == ' ') d++;
+    if (*d) nftw(d, add_watch, 32, FTW_PHYS);
+  }
+  free(copy);
+  if (M.nwatchers >= 4096) TUSK_WARN("--watch: watching the first 4096 folders only");
+  TUSK_INFO("watching %d folder(s) for changes (--watch %s)", M.nwatchers, M.conf->watch);
 }
 
 /* ---- main ----------------------------------------------------------------------------------- */
@@ -733,10 +783,12 @@ int tusk_master_run(tusk_conf_t *conf, const char *argv0) {
   }
 
   for (int i = 0; i < conf->workers; i++) spawn(i);
+  start_watching();
   const char *fc = conf->front_controller;
-  TUSK_INFO("serving %s on http://%s%s%s:%d with %d PHP workers (%s mode)%s%s", conf->docroot,
+  TUSK_INFO("serving %s on http://%s%s%s:%d with %d PHP workers (%s mode)%s%s%s%s", conf->docroot,
             strchr(conf->listen_host, ':') ? "[" : "", conf->listen_host, strchr(conf->listen_host, ':') ? "]" : "",
-            port, conf->workers, conf->direct ? "direct" : "pooled", fc ? ", front controller /" : "", fc ? fc : "");
+            port, conf->workers, conf->direct ? "direct" : "pooled", fc ? ", front controller /" : "", fc ? fc : "",
+            conf->worker_script ? ", worker script " : "", conf->worker_script ? conf->worker_script : "");
   uv_run(M.loop, UV_RUN_DEFAULT);
   (void)live_workers;
   tusk_http_ctx_dispose(h);
@@ -746,6 +798,7 @@ int tusk_master_run(tusk_conf_t *conf, const char *argv0) {
   }
   free(M.idle);
   free(M.keep_fds);
+  free(M.watchers); /* the loop is gone: the handles need no closing */
   /* PHP's module shutdown restores the signal dispositions it saw at
    * startup and re-raises what it deferred; we are done with signals. */
   signal(SIGTERM, SIG_IGN);

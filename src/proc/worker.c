@@ -155,7 +155,7 @@ void tusk_worker_main(const tusk_conf_t *conf, int chan_fd, int index) {
   r->sink = (tusk_php_sink_t){chan_write, chan_aborted, &r->fd};
 
   if (conf->worker_script) {
-    tusk_php_worker_io_t io = {io_next, io_ready, NULL, r, {(uint64_t)conf->max_requests, conf->max_worker_memory}};
+    tusk_php_worker_io_t io = {io_next, io_ready, NULL, r, {(uint64_t)conf->max_requests, conf->max_worker_memory, conf->debug_state}};
     int rc = tusk_php_worker_run(conf->worker_script, &io);
     _exit(r->failed ? 1 : rc);
   }
