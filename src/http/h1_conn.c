@@ -48,10 +48,10 @@ static void on_timer(uv_timer_t *t) {
         conn_close(c); /* idle keep-alive connection */
         return;
       }
-      TUSK_DEBUG("%s:%d: request head not received in time: 408", c->remote_addr, c->remote_port);
+      TUSK_INFO("%s:%d: 408 request head not received within --header-timeout", c->remote_addr, c->remote_port);
       break;
     case ST_BODY:
-      TUSK_DEBUG("%s:%d: request body stalled: 408", c->remote_addr, c->remote_port);
+      TUSK_INFO("%s:%d: 408 request body stalled past --body-timeout", c->remote_addr, c->remote_port);
       break;
     default:
       conn_close(c);
@@ -167,8 +167,11 @@ static void start_close(tusk_h1_conn_t *c) {
 }
 
 static void after_writes(tusk_h1_conn_t *c) {
-  if (c->file_left > 0 && c->writes_pending == 0) {
+  if (c->file_fd >= 0 && c->writes_pending == 0) {
+    int was_streaming_file = c->state == ST_WRITE;
     static_pump(c);
+    /* The file is done: pipelined requests may be waiting. */
+    if (was_streaming_file && !c->closing && c->state == ST_HEAD && c->in.len > 0) process(c);
     return;
   }
   if (c->close_after_write && c->writes_pending == 0 && c->file_left == 0) start_close(c);
@@ -201,6 +204,8 @@ static void access_log(tusk_h1_conn_t *c) {
 static void finish_request(tusk_h1_conn_t *c) {
   access_log(c);
   free((void *)c->req.method); /* the copied head, see copy_head() */
+  free(c->abs_path);
+  c->abs_path = NULL;
   memset(&c->req, 0, sizeof c->req);
   c->req.headers = c->headers;
   tusk_buf_reset(&c->body);
@@ -320,26 +325,29 @@ static const char *hdr(tusk_h1_conn_t *c, const char *name, size_t *len) {
 
 /* ---- static files ------------------------------------------------------------ */
 
+/* Sends the rest of a static file. With nothing queued, sendfile(2) hands
+ * the file to the kernel; when the socket is full, one chunk is queued
+ * through libuv, whose write callback brings us back here. */
 static void static_pump(tusk_h1_conn_t *c) {
   while (c->file_left > 0 && !c->closing) {
-    if (c->writes_pending == 0) {
-      /* Fast client: hand the file to the kernel. */
-      int sock;
-      if (uv_fileno((uv_handle_t *)&c->tcp, &sock) == 0) {
-        ssize_t n = sendfile(sock, c->file_fd, &c->file_off, c->file_left);
-        if (n > 0) {
-          c->file_left -= (size_t)n;
-          c->sent += (uint64_t)n;
-          continue;
-        }
-        if (n < 0 && errno != EAGAIN && errno != EINTR) {
-          conn_close(c);
-          return;
-        }
+    if (c->writes_pending > 0) return; /* on_write -> after_writes -> here */
+    int sock;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &sock) == 0) {
+      ssize_t n = sendfile(sock, c->file_fd, &c->file_off, c->file_left);
+      if (n > 0) {
+        c->file_left -= (size_t)n;
+        c->sent += (uint64_t)n;
+        continue;
+      }
+      if (n < 0 && errno != EAGAIN && errno != EINTR) {
+        conn_close(c);
+        return;
+      }
+      if (n == 0) { /* the file shrank under us */
+        conn_close(c);
+        return;
       }
     }
-    /* Would block: queue one chunk through libuv, which tells us when the
-     * socket drains (on_write -> after_writes -> static_pump). */
     tusk_buf_t b;
     tusk_buf_init(&b);
     size_t want = TUSK_MIN(c->file_left, (size_t)FILE_CHUNK);
@@ -357,13 +365,12 @@ static void static_pump(tusk_h1_conn_t *c) {
     c->file_off += n;
     c->file_left -= (size_t)n;
     c->sent += (uint64_t)n;
-    conn_write(c, &b);
-    return;
+    conn_write(c, &b); /* written at once, or queued (writes_pending) */
   }
-  if (c->file_left == 0 && c->file_fd >= 0) {
+  if (!c->closing && c->file_fd >= 0 && c->file_left == 0) {
     close(c->file_fd);
     c->file_fd = -1;
-    if (!c->closing) finish_request(c);
+    finish_request(c);
   }
 }
 
@@ -581,22 +588,23 @@ static void dispatch(tusk_h1_conn_t *c) {
     size_t j = i + 3;
     while (j < tl && t[j] != '/' && t[j] != '?') j++;
     if (j == tl || t[j] == '?') {
-      /* "http://host" or "http://host?q": path is "/" */
-      static char slash[] = "/";
-      (void)slash;
-      t = t + j;
-      tl = tl - j;
-      if (tl == 0) {
-        t = "/";
-        tl = 1;
+      /* "http://host" or "http://host?q": the path is "/". */
+      size_t ql0 = tl - j;
+      char *synth = malloc(ql0 + 2);
+      if (!synth) {
+        respond_simple(c, 500, NULL, 1);
+        return;
       }
+      synth[0] = '/';
+      memcpy(synth + 1, t + j, ql0);
+      synth[ql0 + 1] = '\0';
+      free(c->abs_path);
+      c->abs_path = synth;
+      t = synth;
+      tl = ql0 + 1;
     } else {
       t += j;
       tl -= j;
-    }
-    if (t[0] == '?') {
-      reject(c, 400, "bad request target");
-      return;
     }
   }
   const char *q = memchr(t, '?', tl);
@@ -625,7 +633,19 @@ static void dispatch(tusk_h1_conn_t *c) {
     case TUSK_ROUTE_REDIRECT: {
       tusk_buf_t h;
       tusk_buf_init(&h);
-      tusk_buf_printf(&h, "Location: %s%s%.*s\r\n", r->file, query ? "?" : "", (int)ql, query ? query : "");
+      /* The decoded path, percent-encoded again for a valid URI. */
+      tusk_buf_append_str(&h, "Location: ");
+      static const char hex[] = "0123456789ABCDEF";
+      for (const unsigned char *p = (const unsigned char *)r->file; *p; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+            strchr("/-._~!$&'()*+,;=:@", *p)) {
+          tusk_buf_append(&h, p, 1);
+        } else {
+          char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
+          tusk_buf_append(&h, e, 3);
+        }
+      }
+      tusk_buf_printf(&h, "%s%.*s\r\n", query ? "?" : "", (int)ql, query ? query : "");
       respond_simple(c, 301, h.data, 0);
       tusk_buf_dispose(&h);
       break;
@@ -647,6 +667,12 @@ static void process(tusk_h1_conn_t *c) {
       }
       c->req.headers = c->headers;
       int rc = tusk_h1_parse_request(c->in.data, c->in.len, &c->req, &c->ctx->limits);
+      if (rc <= 0) {
+        /* A partial or failed parse leaves pointers into c->in: forget
+         * them, c->req.method must only ever be the copied head. */
+        memset(&c->req, 0, sizeof c->req);
+        c->req.headers = c->headers;
+      }
       if (rc == TUSK_AGAIN) {
         if (!uv_is_active((uv_handle_t *)&c->timer) || c->started_ms == 0) {
           c->started_ms = now_ms(c);
@@ -655,7 +681,6 @@ static void process(tusk_h1_conn_t *c) {
         return;
       }
       if (rc < 0) {
-        memset(&c->req, 0, sizeof c->req);
         reject(c, tusk_h1_error_status(rc), tusk_h1_error_str(rc));
         return;
       }
@@ -972,6 +997,7 @@ static void on_close(uv_handle_t *h) {
   if (c->next) c->next->prev = c->prev;
   ctx->nconns--;
   free((void *)c->req.method);
+  free(c->abs_path);
   tusk_buf_dispose(&c->in);
   tusk_buf_dispose(&c->body);
   tusk_buf_dispose(&c->reqframe);

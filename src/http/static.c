@@ -86,7 +86,24 @@ static int open_beneath(const tusk_docroot_t *dr, const char *rel, int flags) {
   how.flags = (unsigned long long)(flags | O_CLOEXEC);
   how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
   long fd = syscall(SYS_openat2, dr->fd, rel, &how, sizeof how);
-  return (int)fd;
+  if (fd >= 0 || errno != EXDEV) return (int)fd;
+  /* An absolute symlink (deploy tools make them) is refused by
+   * RESOLVE_BENEATH even when it points inside the root: resolve it and
+   * accept it only if the real file is under the root. */
+  int f = openat(dr->fd, rel, flags | O_CLOEXEC);
+  if (f < 0) return -1;
+  char link[64], real[PATH_MAX];
+  snprintf(link, sizeof link, "/proc/self/fd/%d", f);
+  ssize_t n = readlink(link, real, sizeof real - 1);
+  if (n > 0) {
+    real[n] = '\0';
+    if ((size_t)n >= dr->path_len && !strncmp(real, dr->path, dr->path_len) &&
+        (real[dr->path_len] == '/' || real[dr->path_len] == '\0'))
+      return f;
+  }
+  close(f);
+  errno = EXDEV;
+  return -1;
 }
 
 static int ends_with(const char *s, size_t n, const char *suffix) {
