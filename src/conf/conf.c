@@ -38,6 +38,8 @@ static const key_t_ keys[] = {
     {"max-requests", 0, K_INT, OFF(max_requests), "0", "replace a PHP worker after this many requests (0: never)"},
     {"max-worker-memory", 0, K_SIZE, OFF(max_worker_memory), "0",
      "replace a worker whose PHP memory after a request is above this (0: never)"},
+    {"worker-template", 0, K_BOOL, OFF(worker_template), "0",
+     "worker mode, pooled: boot the app once and fork workers from it (ms to replace a worker)"},
     {"debug-state", 0, K_BOOL, OFF(debug_state), "0",
      "worker mode: log which globals and static properties each request changed (slow; finds state bleed)"},
     {"watch", 0, K_STR, OFF(watch), NULL, "reload the workers when a file under these folders changes (comma separated)"},
@@ -272,6 +274,10 @@ static int finish(tusk_conf_t *c, const char *docroot, char *err, size_t errlen)
     c->front_controller_auto = 0;
     free(c->front_controller);
     c->front_controller = NULL;
+  }
+  if (c->worker_template && (!c->worker || c->direct)) {
+    snprintf(err, errlen, "--worker-template needs --worker and --mode pooled");
+    return TUSK_EPROTO;
   }
   if (c->watch) {
     char *copy = strdup(c->watch), *save = NULL;

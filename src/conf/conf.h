@@ -32,7 +32,8 @@ typedef struct tusk_conf_s {
   char *worker_name;      /* its SCRIPT_NAME ("/worker.php") */
   int max_requests;       /* recycle a worker after this many requests; 0: never */
   size_t max_worker_memory; /* recycle a worker whose PHP memory exceeds this; 0: never */
-  int debug_state;        /* worker mode: report state kept between requests */
+  int debug_state;
+  int worker_template;    /* boot the worker script once, fork workers from it */        /* worker mode: report state kept between requests */
   char *watch;            /* folders whose changes trigger a reload, comma separated */
   int front_controller_auto; /* use index.php when present */
   char *index_files;      /* space separated */

@@ -663,6 +663,43 @@ static void handle_request(INTERNAL_FUNCTION_PARAMETERS) {
 }
 
 static PHP_FUNCTION(frankenphp_handle_request) { handle_request(INTERNAL_FUNCTION_PARAM_PASSTHRU); }
+
+/* Tusk\after_fork(callable $fn): with --worker-template, $fn runs in each
+ * worker right after it is forked from the booted template, before its
+ * first request: reopen database connections, reseed, ... there. */
+static zval after_fork_fns;
+
+static PHP_FUNCTION(tusk_after_fork) {
+  zval *fn;
+  ZEND_PARSE_PARAMETERS_START(1, 1)
+    Z_PARAM_ZVAL(fn)
+  ZEND_PARSE_PARAMETERS_END();
+  if (!zend_is_callable(fn, 0, NULL)) {
+    zend_argument_type_error(1, "must be a valid callback");
+    RETURN_THROWS();
+  }
+  if (Z_TYPE(after_fork_fns) != IS_ARRAY) array_init(&after_fork_fns);
+  Z_TRY_ADDREF_P(fn);
+  add_next_index_zval(&after_fork_fns, fn);
+}
+
+void tusk_php_after_fork(void) {
+  if (Z_TYPE(after_fork_fns) != IS_ARRAY) return;
+  zval *fn;
+  ZEND_HASH_FOREACH_VAL(Z_ARRVAL(after_fork_fns), fn) {
+    zval ret;
+    ZVAL_UNDEF(&ret);
+    zend_try {
+      call_user_function(NULL, NULL, fn, &ret, 0, NULL);
+    } zend_end_try();
+    zval_ptr_dtor(&ret);
+    if (EG(exception)) {
+      zend_exception_error(EG(exception), E_ERROR | E_DONT_BAIL);
+      zend_clear_exception();
+    }
+  }
+  ZEND_HASH_FOREACH_END();
+}
 static PHP_FUNCTION(tusk_handle_request) { handle_request(INTERNAL_FUNCTION_PARAM_PASSTHRU); }
 
 /* headers_send(int $status = 200): like FrankenPHP's. A 1xx status (103
@@ -685,6 +722,10 @@ static PHP_FUNCTION(headers_send) {
 }
 
 ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_tusk_handle, 0, 1, _IS_BOOL, 0)
+  ZEND_ARG_TYPE_INFO(0, callback, IS_CALLABLE, 0)
+ZEND_END_ARG_INFO()
+
+ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_tusk_after_fork, 0, 1, IS_VOID, 0)
   ZEND_ARG_TYPE_INFO(0, callback, IS_CALLABLE, 0)
 ZEND_END_ARG_INFO()
 
@@ -722,6 +763,7 @@ static const zend_function_entry tusk_functions[] = {
     ZEND_NS_FENTRY("Tusk", finish_request, ZEND_FN(fastcgi_finish_request), arginfo_tusk_finish, 0)
     ZEND_NS_FENTRY("Tusk", request_headers, ZEND_FN(getallheaders), arginfo_tusk_headers, 0)
     ZEND_NS_FENTRY("Tusk", headers_send, ZEND_FN(headers_send), arginfo_tusk_headers_send, 0)
+    ZEND_NS_FENTRY("Tusk", after_fork, ZEND_FN(tusk_after_fork), arginfo_tusk_after_fork, 0)
     ZEND_FE_END};
 
 static sapi_module_struct tusk_sapi = {

@@ -91,4 +91,8 @@ typedef struct tusk_php_worker_io_s {
  * TUSK_PHP_WORKER_* codes above (also the worker process's exit code). */
 int tusk_php_worker_run(const char *script, const tusk_php_worker_io_t *io);
 
+/* In a worker just forked from the template: runs the callbacks the script
+ * registered with Tusk\after_fork(). */
+void tusk_php_after_fork(void);
+
 #endif

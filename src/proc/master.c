@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -81,6 +82,23 @@ static struct {
   tusk_slot_t *board; /* direct mode: one slot per worker process */
   int nslots;
   uv_timer_t watchdog;
+  /* --worker-template: the process that boots the app once and forks the
+   * workers (they become our children: we are a child subreaper). */
+  struct {
+    pid_t pid;
+    uv_pipe_t *pipe; /* ipc: FORKED messages carry the worker's channel */
+    int open;
+    int ready;
+    int generation;
+    tusk_buf_t in;
+    int *pending; /* worker indexes to fork once ready */
+    int npending;
+    uint64_t started_ms;
+    int quick_deaths;
+  } tpl;
+  pid_t orphans[64]; /* reaped before the template told us about them */
+  int norphans;
+  uv_timer_t tpl_retry;
   uv_fs_event_t *watchers; /* --watch: one per folder */
   int nwatchers;
   uv_timer_t watch_debounce;
@@ -401,8 +419,105 @@ static void spawn_later(int index, uint64_t delay_ms) {
   uv_timer_start(t, on_respawn, delay_ms, 0);
 }
 
+/* ---- the template (--worker-template) --------------------------------------------------- */
+
+static void register_worker(int index, pid_t pid, int fd, uv_stream_t *accept_from);
+static void spawn_template(void);
+
+static void tpl_send_fork(int index) {
+  tusk_tpl_msg_t m = {TUSK_TPL_FORK, index, 0};
+  uv_buf_t b = uv_buf_init((char *)&m, sizeof m);
+  if (uv_try_write((uv_stream_t *)M.tpl.pipe, &b, 1) != (int)sizeof m) {
+    TUSK_ERROR("cannot ask the worker template to fork; restarting it");
+    kill(M.tpl.pid, SIGKILL);
+  }
+}
+
+static void on_tpl_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  tusk_buf_reserve(&M.tpl.in, 4096);
+  *buf = uv_buf_init(M.tpl.in.data + M.tpl.in.len, (unsigned)(M.tpl.in.cap - M.tpl.in.len - 1));
+}
+
+static void on_tpl_close(uv_handle_t *h) { free(h); }
+
+static void tpl_close(void) {
+  if (!M.tpl.open) return;
+  M.tpl.open = 0;
+  M.tpl.ready = 0;
+  uv_close((uv_handle_t *)M.tpl.pipe, on_tpl_close);
+  M.tpl.pipe = NULL;
+}
+
+static void on_tpl_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
+  if ((uv_pipe_t *)s != M.tpl.pipe) return; /* a retired template's last words */
+  if (nread < 0) {
+    tpl_close(); /* it died or failed to boot: SIGCHLD decides what next */
+    return;
+  }
+  M.tpl.in.len += (size_t)nread;
+  while (M.tpl.in.len >= sizeof(tusk_tpl_msg_t)) {
+    tusk_tpl_msg_t m;
+    memcpy(&m, M.tpl.in.data, sizeof m);
+    tusk_buf_consume(&M.tpl.in, sizeof m);
+    if (m.type == TUSK_TPL_READY) {
+      M.tpl.ready = 1;
+      TUSK_INFO("worker template (pid %d) booted in %llums; forking %d worker(s)", (int)M.tpl.pid,
+                (unsigned long long)(uv_now(M.loop) - M.tpl.started_ms), M.tpl.npending);
+      for (int i = 0; i < M.tpl.npending; i++) tpl_send_fork(M.tpl.pending[i]);
+      M.tpl.npending = 0;
+    } else if (m.type == TUSK_TPL_FORKED) {
+      if (uv_pipe_pending_count(M.tpl.pipe) > 0) register_worker(m.index, m.pid, -1, (uv_stream_t *)M.tpl.pipe);
+    }
+  }
+}
+
+static void spawn_template(void) {
+  if (M.draining) return;
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    TUSK_ERROR("cannot create the template channel: %s", strerror(errno));
+    return;
+  }
+  pid_t pid = fork();
+  if (pid < 0) {
+    TUSK_ERROR("cannot fork the worker template: %s", strerror(errno));
+    close(sv[0]);
+    close(sv[1]);
+    return;
+  }
+  if (pid == 0) {
+    close_inherited_fds(sv[1], -1);
+    tusk_worker_main(M.conf, sv[1], -1);
+  }
+  close(sv[1]);
+  M.tpl.pid = pid;
+  M.tpl.ready = 0;
+  M.tpl.generation = M.generation;
+  M.tpl.started_ms = uv_now(M.loop);
+  tusk_buf_reset(&M.tpl.in);
+  M.tpl.pipe = malloc(sizeof *M.tpl.pipe);
+  if (!M.tpl.pipe) return;
+  uv_pipe_init(M.loop, M.tpl.pipe, 1);
+  uv_pipe_open(M.tpl.pipe, sv[0]);
+  M.tpl.open = 1;
+  uv_read_start((uv_stream_t *)M.tpl.pipe, on_tpl_alloc, on_tpl_read);
+}
+
 static void spawn(int index) {
   if (M.draining) return;
+  if (M.conf->worker_template && !M.conf->direct) {
+    /* Forked by the template once it has booted. */
+    if (M.tpl.open && M.tpl.ready) {
+      tpl_send_fork(index);
+    } else {
+      int *p = realloc(M.tpl.pending, (size_t)(M.tpl.npending + 1) * sizeof *p);
+      if (!p) return;
+      M.tpl.pending = p;
+      M.tpl.pending[M.tpl.npending++] = index;
+      if (!M.tpl.open && M.tpl.pid == 0) spawn_template();
+    }
+    return;
+  }
   if (M.conf->direct) {
     tusk_slot_t *slot = NULL;
     for (int i = 0; i < M.nslots && !slot; i++) {
@@ -460,6 +575,12 @@ static void spawn(int index) {
     tusk_worker_main(M.conf, sv[1], index);
   }
   close(sv[1]);
+  register_worker(index, pid, sv[0], NULL);
+}
+
+/* A pooled worker exists: pid, and its channel as fd or to be accepted
+ * from the template's pipe. */
+static void register_worker(int index, pid_t pid, int fd, uv_stream_t *accept_from) {
   tusk_worker_t *w = calloc(1, sizeof *w);
   w->index = index;
   w->pid = pid;
@@ -467,8 +588,20 @@ static void spawn(int index) {
   w->started_ms = uv_now(M.loop);
   tusk_buf_init(&w->in);
   uv_pipe_init(M.loop, &w->pipe, 0);
-  uv_pipe_open(&w->pipe, sv[0]);
+  if (accept_from) {
+    uv_accept(accept_from, (uv_stream_t *)&w->pipe);
+  } else {
+    uv_pipe_open(&w->pipe, fd);
+  }
   w->pipe.data = w;
+  /* Reaped before we heard of it? */
+  for (int i = 0; i < M.norphans; i++) {
+    if (M.orphans[i] == pid) {
+      w->reaped = 1;
+      M.orphans[i] = M.orphans[--M.norphans];
+      break;
+    }
+  }
   uv_timer_init(M.loop, &w->timer);
   w->timer.data = w;
   w->handles_open = 2;
@@ -558,13 +691,49 @@ static void pool_cancel(tusk_h1_conn_t *c) {
 
 /* ---- signals -------------------------------------------------------------------------------- */
 
+static void on_tpl_retry(uv_timer_t *t) { spawn_template(); }
+
 static void on_sigchld(uv_signal_t *s, int signum) {
   int status;
   pid_t pid;
   while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+    if (M.tpl.pid && pid == M.tpl.pid) {
+      M.tpl.pid = 0;
+      tpl_close();
+      if (M.draining || M.tpl.generation != M.generation) continue; /* retired */
+      int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      if (code == TUSK_PHP_WORKER_BOOT_FAILED || uv_now(M.loop) - M.tpl.started_ms < 1000) M.tpl.quick_deaths++;
+      else M.tpl.quick_deaths = 0;
+      if (WIFSIGNALED(status)) {
+        TUSK_ERROR("worker template (pid %d) was killed by signal %d (%s); starting it again", (int)pid,
+                   WTERMSIG(status), strsignal(WTERMSIG(status)));
+      } else {
+        TUSK_ERROR("worker template (pid %d) exited with status %d%s", (int)pid, code,
+                   code == TUSK_PHP_WORKER_BOOT_FAILED ? ": the worker script failed to boot (see the PHP error above)"
+                                                       : "");
+      }
+      /* Workers still wanted are forked by the next template. */
+      uint64_t delay = M.tpl.quick_deaths >= 3 ? 1000ull << TUSK_MIN(M.tpl.quick_deaths - 3, 5) : 0;
+      if (delay) {
+        TUSK_ERROR("the worker template keeps failing; next try in %llus", (unsigned long long)(delay / 1000));
+        uv_timer_start(&M.tpl_retry, on_tpl_retry, delay, 0);
+      } else {
+        spawn_template();
+      }
+      continue;
+    }
     tusk_worker_t *w = M.workers;
     while (w && w->pid != pid) w = w->next;
-    if (!w) continue;
+    if (!w) {
+      if (M.conf->worker_template) {
+        if (M.norphans == (int)TUSK_ARRAY_SIZE(M.orphans)) { /* forget the oldest */
+          memmove(M.orphans, M.orphans + 1, sizeof M.orphans - sizeof M.orphans[0]);
+          M.norphans--;
+        }
+        M.orphans[M.norphans++] = pid;
+      }
+      continue;
+    }
     w->reaped = 1;
     if (w->slot && w->slot->busy_since_ms) {
       w->lost_busy = 1;
@@ -640,6 +809,7 @@ static void on_stop_signal(uv_signal_t *s, int signum) {
   TUSK_INFO("%s: draining (no new connections; finishing %zu open one(s))", strsignal(signum), M.http.nconns);
   M.draining = 1;
   uv_timer_start(&M.drain_timer, on_drain_timeout, (uint64_t)(M.conf->drain_timeout * 1000), 0);
+  tpl_close();
   if (M.conf->direct) {
     /* Each worker drains its own connections. */
     for (tusk_worker_t *w = M.workers; w; w = w->next) kill(w->pid, SIGTERM);
@@ -670,6 +840,13 @@ static void reload(const char *why) {
   /* Deployed code must be what the new workers run: OPcache is reset (and
    * so disabled until every process has left it) before they fork. */
   tusk_php_opcache_reset();
+  if (M.conf->worker_template && !M.conf->direct) {
+    /* The old template goes (its workers are ours and retire as usual); a
+     * new one boots the new code. */
+    tpl_close();
+    M.tpl.pid = 0;
+    M.tpl.npending = 0;
+  }
   for (int i = 0; i < M.conf->workers; i++) spawn(i);
   for (int i = 0; i < n; i++) retire(list[i]);
 }
@@ -727,6 +904,12 @@ int tusk_master_run(tusk_conf_t *conf, const char *argv0) {
   M.conf = conf;
   signal(SIGPIPE, SIG_IGN);
   if (tusk_php_startup(conf, argv0) != 0) return 1;
+  /* libuv's global signal lock (a pipe, created with the first loop) must
+   * be open in every process: its fork handler closes those fd numbers in
+   * each child, which would otherwise be reused by then (the template's
+   * channels). So create it now and keep it in the fd snapshot. */
+  uv_loop_t probe;
+  if (uv_loop_init(&probe) == 0) uv_loop_close(&probe);
   snapshot_fds();
 
   M.loop = uv_default_loop();
@@ -782,6 +965,10 @@ int tusk_master_run(tusk_conf_t *conf, const char *argv0) {
     if (sigs[i] != SIGCHLD) uv_unref((uv_handle_t *)&M.sig[i]);
   }
 
+  uv_timer_init(M.loop, &M.tpl_retry);
+  uv_unref((uv_handle_t *)&M.tpl_retry);
+  tusk_buf_init(&M.tpl.in);
+  if (conf->worker_template && !conf->direct) prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
   for (int i = 0; i < conf->workers; i++) spawn(i);
   start_watching();
   const char *fc = conf->front_controller;
@@ -798,6 +985,8 @@ int tusk_master_run(tusk_conf_t *conf, const char *argv0) {
   }
   free(M.idle);
   free(M.keep_fds);
+  free(M.tpl.pending);
+  tusk_buf_dispose(&M.tpl.in);
   free(M.watchers); /* the loop is gone: the handles need no closing */
   /* PHP's module shutdown restores the signal dispositions it saw at
    * startup and re-raises what it deferred; we are done with signals. */

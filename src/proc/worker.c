@@ -6,7 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/buf.h"
@@ -128,11 +130,117 @@ static int io_next(void *ctx, tusk_php_job_t *job) {
   return rc > 0;
 }
 
-static void io_ready(void *ctx) { say_ready(ctx); }
-
 static chan_reader_t reader;
+static int template_mode;
+
+/* ---- the template (boot once, fork many) --------------------------------
+ *
+ * With --worker-template the worker script boots in one process. At its
+ * first frankenphp_handle_request() it becomes a template: on each FORK
+ * request from the master it forks a worker (twice, so the worker is
+ * re-parented to the master, a child subreaper) that returns into
+ * frankenphp_handle_request() with the booted app copy-on-write, and sends
+ * the master that worker's pid and channel (SCM_RIGHTS). */
+
+static int send_forked(int ctrl, const tusk_tpl_msg_t *m, int fd) {
+  struct iovec iov = {(void *)m, sizeof *m};
+  char cbuf[CMSG_SPACE(sizeof(int))];
+  memset(cbuf, 0, sizeof cbuf);
+  struct msghdr mh = {0};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = cbuf;
+  mh.msg_controllen = sizeof cbuf;
+  struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+  ssize_t n;
+  do {
+    n = sendmsg(ctrl, &mh, MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  return n == (ssize_t)sizeof *m ? 0 : -1;
+}
+
+/* Returns in a freshly forked worker (with r set to its own channel), or
+ * exits the template when the master closes the control channel. */
+static void template_loop(chan_reader_t *r) {
+  int ctrl = r->fd;
+  pid_t master = getppid();
+  tusk_log_set_role("template");
+  prctl(PR_SET_NAME, "tusk-template", 0, 0, 0);
+  tusk_tpl_msg_t ready = {TUSK_TPL_READY, -1, getpid()};
+  if (write_all(ctrl, (const char *)&ready, sizeof ready) != 0) _exit(1);
+  for (;;) {
+    tusk_tpl_msg_t m;
+    ssize_t n = read(ctrl, &m, sizeof m);
+    if (n < 0 && errno == EINTR) continue;
+    if (n != (ssize_t)sizeof m) _exit(0); /* the master is done with this template */
+    if (m.type != TUSK_TPL_FORK) continue;
+    int sv[2], pp[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) continue;
+    if (pipe2(pp, O_CLOEXEC) != 0) {
+      close(sv[0]);
+      close(sv[1]);
+      continue;
+    }
+    pid_t mid = fork();
+    if (mid == 0) {
+      pid_t w = fork();
+      if (w != 0) {
+        ssize_t wr = write(pp[1], &w, sizeof w);
+        (void)wr;
+        _exit(0);
+      }
+      /* The worker: wait until re-parented to the master, then tie our
+       * life to it. */
+      while (getppid() != master && getppid() != 1) usleep(100);
+      prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+      if (getppid() != master) _exit(0);
+      close(ctrl);
+      close(pp[0]);
+      close(pp[1]);
+      close(sv[0]);
+      char role[32];
+      snprintf(role, sizeof role, "worker %d", m.index);
+      tusk_log_set_role(role);
+      prctl(PR_SET_NAME, "tusk-worker", 0, 0, 0);
+      r->fd = sv[1];
+      tusk_buf_reset(&r->in);
+      r->consumed_next = 0;
+      tusk_php_after_fork();
+      say_ready(r);
+      return;
+    }
+    close(pp[1]);
+    close(sv[1]);
+    pid_t wpid = -1;
+    if (mid > 0) {
+      ssize_t rd;
+      do {
+        rd = read(pp[0], &wpid, sizeof wpid);
+      } while (rd < 0 && errno == EINTR);
+      if (rd != (ssize_t)sizeof wpid) wpid = -1;
+      waitpid(mid, NULL, 0);
+    }
+    close(pp[0]);
+    tusk_tpl_msg_t out = {TUSK_TPL_FORKED, m.index, wpid};
+    if (wpid > 0 && send_forked(ctrl, &out, sv[0]) != 0) _exit(1);
+    close(sv[0]);
+  }
+}
+
+static void io_ready(void *ctx) {
+  if (template_mode) {
+    template_loop(ctx);
+    return;
+  }
+  say_ready(ctx);
+}
 
 void tusk_worker_main(const tusk_conf_t *conf, int chan_fd, int index) {
+  template_mode = index < 0;
   char role[32];
   snprintf(role, sizeof role, "worker %d", index);
   tusk_log_set_role(role);
