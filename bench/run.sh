@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Tusk benchmark harness: Tusk vs nginx + php-fpm (and optionally Workerman)
-# on the same machine, same fixtures, same load generator. See bench/README.md.
+# Tusk benchmark harness: Tusk (pooled and direct mode, classic scripts and
+# worker mode) vs nginx + php-fpm (and optionally Workerman) on the same
+# machine, same fixtures, same load generator, plus a "slow mix" (10% of
+# requests take 50 ms). See bench/README.md.
 #
 #   bench/run.sh                         # full run, 10 s per measurement
 #   DURATION=3 bench/run.sh              # quick run
 #   SERVERS="nginx" bench/run.sh         # only the nginx + php-fpm baseline
+#   SLOWMIX=0 bench/run.sh               # without the slow-mix measurement
 #
 # Nothing outside a private temp dir is configured or touched: nginx and
 # php-fpm are Debian's binaries run with generated configs (-p/-c, -y/-c).
@@ -21,11 +24,14 @@ WRK_THREADS=${WRK_THREADS:-2}
 WRK_TIMEOUT=${WRK_TIMEOUT:-5}         # wrk --timeout (s); slower replies count as errors
 CONNS=${CONNS:-"64 256"}
 ENDPOINTS=${ENDPOINTS:-"hello.php json.php static/4k.txt"}
-SERVERS=${SERVERS:-"nginx tusk workerman"}
+SERVERS=${SERVERS:-"nginx tusk tusk-direct tusk-worker-pooled tusk-worker-direct workerman"}
 START_TIMEOUT=${START_TIMEOUT:-20}    # seconds a server gets to answer
 
 NGINX_PORT=${NGINX_PORT:-18080}
-TUSK_PORT=${TUSK_PORT:-18081}
+TUSK_PORT=${TUSK_PORT:-18081}                # tusk --mode pooled
+TUSK_DIRECT_PORT=${TUSK_DIRECT_PORT:-18083}  # tusk --mode direct
+TUSK_WORKER_PORT=${TUSK_WORKER_PORT:-18084}                # tusk --mode pooled --worker
+TUSK_WORKER_DIRECT_PORT=${TUSK_WORKER_DIRECT_PORT:-18085}  # tusk --mode direct --worker
 WORKERMAN_PORT=${WORKERMAN_PORT:-18082}
 
 NGINX_BIN=${NGINX_BIN:-/usr/sbin/nginx}
@@ -33,13 +39,26 @@ PHP_FPM_BIN=${PHP_FPM_BIN:-/usr/sbin/php-fpm8.2}
 PHP_CLI_BIN=${PHP_CLI_BIN:-/usr/bin/php8.2}
 NGINX_WORKERS=${NGINX_WORKERS:-2}     # = "auto" on the 2-core reference machine
 FPM_CHILDREN=${FPM_CHILDREN:-4}
-# php-fpm reads only the generated php.ini (opcache + PHP built-ins). Set to
-# /etc/php/8.2/fpm/conf.d to load Debian's stock extension set instead.
-FPM_INI_SCAN_DIR=${FPM_INI_SCAN_DIR:-}
+# php-fpm reads the generated php.ini plus every file in this directory:
+# Debian's full extension set, the same set Tusk loads by default (from
+# /etc/php/8.2/embed/conf.d). Set it empty (FPM_INI_SCAN_DIR=) for OPcache
+# and PHP's built-ins only.
+FPM_INI_SCAN_DIR=${FPM_INI_SCAN_DIR-/etc/php/8.2/fpm/conf.d}
 
 TUSK_BIN=${TUSK_BIN:-$REPO_DIR/build/tusk}
 TUSK_WORKERS=${TUSK_WORKERS:-2}
 TUSK_ARGS=${TUSK_ARGS:-}
+# Worker mode (tusk-worker-*): this script boots once per worker and serves
+# every non-static request (bench/app/worker.php routes on the path).
+TUSK_WORKER_SCRIPT=${TUSK_WORKER_SCRIPT:-$APP_DIR/worker.php}
+
+# Slow mix: one wrk with bench/slowmix.lua, SLOW_PCT % of requests to
+# /slow.php (usleep 50 ms), the rest to /hello.php; p99 of the fast ones.
+SLOWMIX=${SLOWMIX:-1}                 # 0 = skip
+SLOWMIX_CONNS=${SLOWMIX_CONNS:-32}    # = wrk threads (one connection each)
+SLOWMIX_SERVERS=${SLOWMIX_SERVERS:-"nginx tusk tusk-direct tusk-worker-pooled tusk-worker-direct"}
+SLOW_PCT=${SLOW_PCT:-10}
+export SLOW_PCT                       # read by slowmix.lua
 
 WORKERMAN_DIR=${WORKERMAN_DIR:-}
 WORKERMAN_PROCS=${WORKERMAN_PROCS:-2}
@@ -55,7 +74,13 @@ STARTED=()            # root pids of every server process this script started
 declare -A ROOTS=()   # server -> space separated root pids (CPU accounting)
 declare -A LOGS=()    # server -> log files to show when it fails
 declare -A PORT=()    # server -> port
-declare -A LABEL=([nginx]="nginx+php-fpm" [tusk]="tusk" [workerman]="workerman")
+declare -A LABEL=([nginx]="nginx+php-fpm" [tusk]="tusk-pooled" [tusk-direct]="tusk-direct"
+  [tusk-worker-pooled]="tusk-worker-pooled" [tusk-worker-direct]="tusk-worker-direct" [workerman]="workerman")
+declare -A PORTVAR=([nginx]=NGINX_PORT [tusk]=TUSK_PORT [tusk-direct]=TUSK_DIRECT_PORT
+  [tusk-worker-pooled]=TUSK_WORKER_PORT [tusk-worker-direct]=TUSK_WORKER_DIRECT_PORT [workerman]=WORKERMAN_PORT)
+TUSK_SERVERS="tusk tusk-direct tusk-worker-pooled tusk-worker-direct"
+# "server=label ..." for the awk report scripts
+LABELS_KV=$(for k in "${!LABEL[@]}"; do printf '%s=%s ' "$k" "${LABEL[$k]}"; done)
 
 # Every pid in the trees under the given roots, plus every process in the
 # sessions they lead (servers are started with setsid, so that catches
@@ -230,11 +255,51 @@ check_endpoints() {
       die "${LABEL[$server]}: GET /$ep returned 200 but an unexpected body ($(wc -c <"$got") bytes, expected $(wc -c <"$TMP/expect/$ep"))"
     fi
   done
+  if slowmix_wanted "$server"; then
+    code=$(curl -s -o "$got" --max-time 5 -w '%{http_code}' "http://127.0.0.1:${PORT[$server]}/slow.php" || true)
+    [[ $code == 200 && $(<"$got") == slow ]] ||
+      { show_logs "$server"; die "${LABEL[$server]}: GET /slow.php returned HTTP ${code:-nothing} '$(head -c 100 "$got")', expected 200 'slow'"; }
+  fi
   OPCACHE[$server]=$(curl -s --max-time 5 "http://127.0.0.1:${PORT[$server]}/opcache.php" || true)
   [[ ${OPCACHE[$server]} == on || ${OPCACHE[$server]} == off ]] || OPCACHE[$server]="unknown"
-  log "${LABEL[$server]}: all endpoints OK (opcache: ${OPCACHE[$server]})"
+  # "<extensions> <zend extensions> <names,...>" (app/extensions.php)
+  EXTS[$server]=$(curl -s --max-time 5 "http://127.0.0.1:${PORT[$server]}/extensions.php" || true)
+  [[ ${EXTS[$server]} =~ ^[0-9]+\ [0-9]+\  ]] || EXTS[$server]="? ? "
+  log "${LABEL[$server]}: all endpoints OK (opcache: ${OPCACHE[$server]}, extensions: ${EXTS[$server]%% *})"
 }
-declare -A OPCACHE=()
+declare -A OPCACHE=() EXTS=()
+
+# One line comparing every server's loaded extensions with nginx+php-fpm's
+# (or the first server's): "nginx+php-fpm=47+1 zend, tusk-pooled=47+1 zend
+# (same set ...)". Modules that are compiled into one SAPI and cannot be
+# configured are not a difference in configuration: cgi-fcgi is php-fpm's
+# SAPI module, pcntl is built into Debian's CLI and embed SAPIs only.
+SAPI_BUILTINS=" cgi-fcgi pcntl "
+extensions_line() {
+  local ref=${RUN_SERVERS[0]} s a b names refnames out="" extra missing e real
+  [[ -n ${PORT[nginx]:-} ]] && ref=nginx
+  refnames=${EXTS[$ref]#* * }
+  for s in "${RUN_SERVERS[@]}"; do
+    read -r a b names <<<"${EXTS[$s]}"
+    out+="${out:+, }${LABEL[$s]}=$a+$b zend"
+    [[ $s == "$ref" ]] && continue
+    if [[ $names == "$refnames" ]]; then
+      out+=" (same set)"
+    else
+      extra=$(comm -13 <(tr , '\n' <<<"$refnames" | sort) <(tr , '\n' <<<"$names" | sort) | paste -sd, -)
+      missing=$(comm -23 <(tr , '\n' <<<"$refnames" | sort) <(tr , '\n' <<<"$names" | sort) | paste -sd, -)
+      real=0
+      for e in ${extra//,/ } ${missing//,/ }; do [[ $SAPI_BUILTINS == *" $e "* ]] || real=1; done
+      if ((real)); then
+        out+=" (DIFFERENT from ${LABEL[$ref]}: extra ${extra:-none}; missing ${missing:-none})"
+        log "WARNING: ${LABEL[$s]} loads other PHP extensions than ${LABEL[$ref]} (extra ${extra:-none}; missing ${missing:-none})"
+      else
+        out+=" (same set; SAPI built-ins: extra ${extra:-none}, missing ${missing:-none})"
+      fi
+    fi
+  done
+  echo "$out"
+}
 
 # wrk output -> "requests rps p50_ms p99_ms non2xx socket_errors"
 parse_wrk() {
@@ -267,7 +332,8 @@ for tool in wrk curl setsid "$NGINX_BIN" "$PHP_FPM_BIN" "$PHP_CLI_BIN"; do
   command -v "$tool" >/dev/null 2>&1 ||
     die "$tool not found (install the benchmark packages: scripts/install-deps.sh --bench)"
 done
-[[ -f $APP_DIR/hello.php && -f $APP_DIR/json.php && -f $APP_DIR/static/4k.txt ]] ||
+[[ -f $APP_DIR/hello.php && -f $APP_DIR/json.php && -f $APP_DIR/static/4k.txt && -f $APP_DIR/slow.php &&
+   -f $APP_DIR/opcache.php && -f $APP_DIR/extensions.php && -f $APP_DIR/worker.php && -f $BENCH_DIR/slowmix.lua ]] ||
   die "fixtures missing under $APP_DIR"
 [[ $(wc -c <"$APP_DIR/static/4k.txt") -eq 4096 ]] || die "$APP_DIR/static/4k.txt is not 4096 bytes"
 
@@ -277,16 +343,20 @@ if [[ $hard == unlimited ]]; then ulimit -n 65536 2>/dev/null || true
 else ulimit -n "$hard" 2>/dev/null || true; fi
 
 want() { [[ " $SERVERS " == *" $1 "* ]]; }
+slowmix_wanted() { ((SLOWMIX)) && [[ " $SLOWMIX_SERVERS " == *" $1 "* ]]; }
 RUN_SERVERS=()
 if want nginx; then RUN_SERVERS+=(nginx); fi
-if want tusk; then
+wanted_tusk=()
+for s in $TUSK_SERVERS; do if want "$s"; then wanted_tusk+=("$s"); fi; done
+if ((${#wanted_tusk[@]})); then
   case $TUSK_BIN in /*) ;; *) TUSK_BIN=$PWD/$TUSK_BIN ;; esac
+  case $TUSK_WORKER_SCRIPT in /*) ;; *) TUSK_WORKER_SCRIPT=$PWD/$TUSK_WORKER_SCRIPT ;; esac
   if [[ ! -e $TUSK_BIN ]]; then
     log "tusk binary not found at $TUSK_BIN, skipping (build it, or set TUSK_BIN)"
   elif [[ ! -x $TUSK_BIN ]]; then
     die "tusk binary at $TUSK_BIN is not executable"
   else
-    RUN_SERVERS+=(tusk)
+    RUN_SERVERS+=("${wanted_tusk[@]}")
   fi
 fi
 if want workerman; then
@@ -317,8 +387,8 @@ for ep in $ENDPOINTS; do
 done
 
 for s in "${RUN_SERVERS[@]}"; do
-  PORT[$s]=$(case $s in nginx) echo "$NGINX_PORT" ;; tusk) echo "$TUSK_PORT" ;; workerman) echo "$WORKERMAN_PORT" ;; esac)
-  if port_busy "${PORT[$s]}"; then die "port ${PORT[$s]} (for ${LABEL[$s]}) is already in use; set ${s^^}_PORT"; fi
+  PORT[$s]=${!PORTVAR[$s]}
+  if port_busy "${PORT[$s]}"; then die "port ${PORT[$s]} (for ${LABEL[$s]}) is already in use; set ${PORTVAR[$s]}"; fi
 done
 
 # Unprivileged user for nginx/php-fpm workers when we are root.
@@ -342,10 +412,20 @@ start_nginx() {
     [[ $RUN_AS == root ]] && fpm_flags+=(-R)
   fi
 
+  # OPcache is loaded here unless the scan dir loads it (Debian's 10-opcache.ini).
+  local opcache_line="zend_extension = opcache.so"
+  if [[ -n $FPM_INI_SCAN_DIR ]]; then
+    [[ -d $FPM_INI_SCAN_DIR ]] || die "FPM_INI_SCAN_DIR=$FPM_INI_SCAN_DIR is not a directory"
+    if grep -qsE '^[[:space:]]*zend_extension[[:space:]]*=[[:space:]]*"?opcache' "$FPM_INI_SCAN_DIR"/*.ini; then
+      opcache_line="; zend_extension = opcache.so: loaded by $FPM_INI_SCAN_DIR"
+    fi
+  fi
+
   cat >"$TMP/php.ini" <<EOF
 ; generated by bench/run.sh: Debian production defaults that matter here
+; (plus every .ini in PHP_INI_SCAN_DIR=${FPM_INI_SCAN_DIR:-<none>})
 [PHP]
-zend_extension = opcache.so
+$opcache_line
 expose_php = Off
 memory_limit = 128M
 output_buffering = 4096
@@ -480,17 +560,25 @@ EOF
 }
 
 # ---------------------------------------------------------------- tusk
-start_tusk() {
-  local extra=()
+# Same binary, same worker count, same TUSK_ARGS; only --mode, --worker and
+# the port differ.
+declare -A TUSK_CMD=()
+start_tusk_mode() {
+  local server=$1 mode=$2 extra=(); shift 2
   read -r -a extra <<<"$TUSK_ARGS"
-  local cmd=("$TUSK_BIN" serve "$APP_DIR" --listen "127.0.0.1:$TUSK_PORT" --workers "$TUSK_WORKERS" "${extra[@]}")
+  local cmd=("$TUSK_BIN" serve "$APP_DIR" --listen "127.0.0.1:${PORT[$server]}" --workers "$TUSK_WORKERS" --mode "$mode" "$@" "${extra[@]}")
+  TUSK_CMD[$server]="${cmd[*]}"
   log "starting: ${cmd[*]}"
-  start_bg "$TMP/tusk.log" "${cmd[@]}"
-  ROOTS[tusk]=$BG_PID
-  LOGS[tusk]="$TMP/tusk.log"
-  wait_up tusk
-  log "tusk ($TUSK_WORKERS workers) on 127.0.0.1:$TUSK_PORT"
+  start_bg "$TMP/$server.log" "${cmd[@]}"
+  ROOTS[$server]=$BG_PID
+  LOGS[$server]="$TMP/$server.log"
+  wait_up "$server"
+  log "${LABEL[$server]} ($TUSK_WORKERS workers, --mode $mode${1:+ $*}) on 127.0.0.1:${PORT[$server]}"
 }
+start_tusk() { start_tusk_mode tusk pooled; }
+start_tusk_direct() { start_tusk_mode tusk-direct direct; }
+start_tusk_worker_pooled() { start_tusk_mode tusk-worker-pooled pooled --worker "$TUSK_WORKER_SCRIPT"; }
+start_tusk_worker_direct() { start_tusk_mode tusk-worker-direct direct --worker "$TUSK_WORKER_SCRIPT"; }
 
 # ---------------------------------------------------------------- workerman
 start_workerman() {
@@ -509,7 +597,8 @@ CLK_TCK=$(getconf CLK_TCK)
 GIT_REV=$(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown)
 HOST=$(hostname 2>/dev/null || echo unknown)
 
-for s in "${RUN_SERVERS[@]}"; do "start_$s"; done
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+for s in "${RUN_SERVERS[@]}"; do "start_${s//-/_}"; done
 for s in "${RUN_SERVERS[@]}"; do check_endpoints "$s"; done
 
 cp "$TMP/php.ini" "$TMP/php-fpm.conf" "$RUN_DIR"/ 2>/dev/null || true
@@ -519,10 +608,14 @@ cp "$TMP/nginx/nginx.conf" "$RUN_DIR"/ 2>/dev/null || true
   echo "run:        $RUN_ID (git $GIT_REV) on $HOST, $(nproc) CPUs, $(uname -sr)"
   echo "load:       $(wrk -v 2>&1 | head -n 1 || true); -t$WRK_THREADS, ${WARMUP}s warm-up + ${DURATION}s measured, connections: $CONNS"
   echo "servers:    ${RUN_SERVERS[*]}"
-  if [[ -n ${PORT[nginx]:-} ]]; then echo "nginx:      $("$NGINX_BIN" -v 2>&1 | sed 's/^nginx version: //'), $NGINX_WORKERS workers; $("$PHP_FPM_BIN" -v | head -n 1 | cut -d'(' -f1)pm=static $FPM_CHILDREN children"; fi
-  if [[ -n ${PORT[tusk]:-} ]]; then echo "tusk:       $TUSK_BIN --workers $TUSK_WORKERS $TUSK_ARGS"; fi
+  if [[ -n ${PORT[nginx]:-} ]]; then echo "nginx:      $("$NGINX_BIN" -v 2>&1 | sed 's/^nginx version: //'), $NGINX_WORKERS workers; $("$PHP_FPM_BIN" -v | head -n 1 | cut -d'(' -f1)pm=static $FPM_CHILDREN children, PHP_INI_SCAN_DIR=${FPM_INI_SCAN_DIR:-<none>}"; fi
+  for s in $TUSK_SERVERS; do
+    if [[ -n ${PORT[$s]:-} ]]; then printf '%-11s %s\n' "${LABEL[$s]}:" "${TUSK_CMD[$s]}"; fi
+  done
   if [[ -n ${PORT[workerman]:-} ]]; then echo "workerman:  $WORKERMAN_DIR, $WORKERMAN_PROCS processes"; fi
-  for s in "${RUN_SERVERS[@]}"; do printf 'opcache:    %s=%s\n' "${LABEL[$s]}" "${OPCACHE[$s]}"; done
+  echo "opcache:    $(for s in "${RUN_SERVERS[@]}"; do printf '%s=%s ' "${LABEL[$s]}" "${OPCACHE[$s]}"; done)"
+  echo "extensions: $(extensions_line)"
+  echo "load avg:   $LOAD_BEFORE (1/5/15 min) before the run"
 } | tee "$RUN_DIR/info.txt" >&2
 
 TSV_HEADER="run_id	git	host	server	endpoint	conns	threads	duration_s	requests	rps	p50_ms	p99_ms	cpu_ticks	clk_tck	cpu_us_per_req	non2xx	socket_errors"
@@ -533,7 +626,9 @@ echo "$TSV_HEADER" >"$RUN_TSV"
 
 n_eps=$(wc -w <<<"$ENDPOINTS"); n_conns=$(wc -w <<<"$CONNS")
 total=$((${#RUN_SERVERS[@]} * n_eps * n_conns)); done_runs=0
-log "$total runs, about $((total * (WARMUP + DURATION + 1))) s"
+MIX_SERVERS=()
+for s in "${RUN_SERVERS[@]}"; do if slowmix_wanted "$s"; then MIX_SERVERS+=("$s"); fi; done
+log "$total runs + ${#MIX_SERVERS[@]} slow-mix runs, about $(((total + ${#MIX_SERVERS[@]}) * (WARMUP + DURATION + 1))) s"
 
 for ep in $ENDPOINTS; do
   for c in $CONNS; do
@@ -566,8 +661,51 @@ for ep in $ENDPOINTS; do
   done
 done
 
+# ---------------------------------------------------------------- slow mix
+# One wrk per server, SLOWMIX_CONNS threads with one connection each (the
+# script times requests itself and needs that), SLOW_PCT % /slow.php.
+MIX_TSV_HEADER="run_id	git	host	server	conns	duration_s	slow_pct	requests	rps	fast_requests	fast_p50_ms	fast_p99_ms	fast_max_ms	slow_requests	slow_p50_ms	slow_p99_ms	all_p99_ms	non2xx	socket_errors"
+MIX_RUN_TSV=$RUN_DIR/slowmix.tsv
+MIX_ALL_TSV=$RESULTS_DIR/slowmix.tsv
+if ((${#MIX_SERVERS[@]})); then
+  echo "$MIX_TSV_HEADER" >"$MIX_RUN_TSV"
+  [[ -s $MIX_ALL_TSV ]] || echo "$MIX_TSV_HEADER" >"$MIX_ALL_TSV"
+fi
+mix_done=0
+for s in "${MIX_SERVERS[@]}"; do
+  mix_done=$((mix_done + 1))
+  url="http://127.0.0.1:${PORT[$s]}/"
+  log "[slow mix $mix_done/${#MIX_SERVERS[@]}] ${LABEL[$s]} ${SLOW_PCT}% /slow.php + /hello.php c=$SLOWMIX_CONNS"
+  out=$RUN_DIR/wrk.$s.slowmix.c$SLOWMIX_CONNS.txt
+  if ((WARMUP > 0)); then
+    run_wrk /dev/null -t"$SLOWMIX_CONNS" -c"$SLOWMIX_CONNS" -d"${WARMUP}s" --timeout "${WRK_TIMEOUT}s" \
+      -s "$BENCH_DIR/slowmix.lua" "$url" || true
+  fi
+  run_wrk "$out" -t"$SLOWMIX_CONNS" -c"$SLOWMIX_CONNS" -d"${DURATION}s" --timeout "${WRK_TIMEOUT}s" \
+    --latency -s "$BENCH_DIR/slowmix.lua" "$url" || { cat "$out" >&2; die "wrk (slow mix) failed against $url"; }
+  roots_alive "$s" || { show_logs "$s"; die "${LABEL[$s]} died during the slow-mix run"; }
+  parsed=$(parse_wrk <"$out") || { cat "$out" >&2; die "could not parse wrk output ($out)"; }
+  read -r req rps _ p99 non2xx serr <<<"$parsed"
+  if ! grep -q '^slowmix fast ' "$out" || ! grep -q '^slowmix slow ' "$out"; then
+    cat "$out" >&2; die "no 'slowmix' lines in $out (bench/slowmix.lua failed?)"
+  fi
+  read -r _ _ fn fp50 fp99 fmax <<<"$(grep '^slowmix fast ' "$out")"
+  read -r _ _ sn sp50 sp99 _ <<<"$(grep '^slowmix slow ' "$out")"
+  row="$RUN_ID	$GIT_REV	$HOST	$s	$SLOWMIX_CONNS	$DURATION	$SLOW_PCT	$req	$rps	$fn	$fp50	$fp99	$fmax	$sn	$sp50	$sp99	$p99	$non2xx	$serr"
+  echo "$row" >>"$MIX_RUN_TSV"
+  echo "$row" >>"$MIX_ALL_TSV"
+  printf '    %s req/s (%s fast, %s slow), fast p99 %s ms, slow p99 %s ms%s\n' "$rps" "$fn" "$sn" "$fp99" "$sp99" \
+    "$( ((non2xx + serr)) && echo ", ERRORS: non-2xx=$non2xx socket=$serr" )" >&2
+  sleep 1
+done
+
 # ---------------------------------------------------------------- report
-awk -F'\t' -v label_nginx="${LABEL[nginx]}" '
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "load avg:   $LOAD_AFTER (1/5/15 min) after the run" | tee -a "$RUN_DIR/info.txt" >&2
+
+# Full table: one row per measurement.
+awk -F'\t' -v labels="$LABELS_KV" '
+  BEGIN { n = split(labels, kv, " "); for (i = 1; i <= n; i++) { split(kv[i], a, "="); lab[a[1]] = a[2] } }
   NR == 1 { next }
   {
     n++; ep[n] = $5; c[n] = $6; sv[n] = $4; rps[n] = $10; p99[n] = $12; cpu[n] = $15
@@ -575,7 +713,6 @@ awk -F'\t' -v label_nginx="${LABEL[nginx]}" '
     if ($4 == "nginx") base[$5 SUBSEP $6] = $10
   }
   END {
-    lab["nginx"] = label_nginx; lab["tusk"] = "tusk"; lab["workerman"] = "workerman"
     print "| endpoint | conns | server | req/s | p99 | CPU µs/req | req/s vs nginx | errors |"
     print "|---|---:|---|---:|---:|---:|---:|---:|"
     for (i = 1; i <= n; i++) {
@@ -584,6 +721,68 @@ awk -F'\t' -v label_nginx="${LABEL[nginx]}" '
       printf "| /%s | %d | %s | %.0f | %.2f ms | %.1f | %s | %s |\n", ep[i], c[i], lab[sv[i]], rps[i], p99[i], cpu[i], ratio, err[i]
     }
   }' "$RUN_TSV" >"$RUN_DIR/table.md"
+
+# Compact table: one row per endpoint x connection count, one column per
+# server: "req/s · p99 · CPU µs/req · req/s vs nginx+php-fpm".
+{
+  echo
+  echo "Compact: req/s · p99 (ms) · CPU µs/req · req/s vs ${LABEL[nginx]} (errors, if any, in the table above)."
+  echo
+  awk -F'\t' -v labels="$LABELS_KV" -v order="${RUN_SERVERS[*]}" '
+    BEGIN {
+      n = split(labels, kv, " "); for (i = 1; i <= n; i++) { split(kv[i], a, "="); lab[a[1]] = a[2] }
+      ns = split(order, srv, " ")
+    }
+    NR == 1 { next }
+    {
+      k = $5 SUBSEP $6
+      if (!(k in seen)) { seen[k] = 1; nk++; key[nk] = k; kep[nk] = $5; kc[nk] = $6 }
+      rps[k, $4] = $10; p99[k, $4] = $12; cpu[k, $4] = $15; have[k, $4] = 1
+      if ($4 == "nginx") base[k] = $10
+    }
+    END {
+      h = "| endpoint | conns |"; sep = "|---|---:|"
+      for (j = 1; j <= ns; j++) { h = h " " lab[srv[j]] " |"; sep = sep "---|" }
+      print h; print sep
+      for (i = 1; i <= nk; i++) {
+        k = key[i]; line = sprintf("| /%s | %d |", kep[i], kc[i])
+        for (j = 1; j <= ns; j++) {
+          s = srv[j]
+          if (!have[k, s]) { line = line " - |"; continue }
+          cell = sprintf("%.0f · %.2f · %.1f", rps[k, s], p99[k, s], cpu[k, s])
+          if (s != "nginx" && base[k] > 0) cell = cell sprintf(" · %.2fx", rps[k, s] / base[k])
+          line = line " " cell " |"
+        }
+        print line
+      }
+    }' "$RUN_TSV"
+} >>"$RUN_DIR/table.md"
+
+if [[ -s $MIX_RUN_TSV ]]; then
+  {
+    echo
+    echo "Slow mix: ${SLOW_PCT}% of requests /slow.php (usleep 50 ms), the rest /hello.php; $SLOWMIX_CONNS connections (wrk -t$SLOWMIX_CONNS -c$SLOWMIX_CONNS -s bench/slowmix.lua), ${DURATION}s."
+    echo
+    awk -F'\t' -v labels="$LABELS_KV" '
+      BEGIN { n = split(labels, kv, " "); for (i = 1; i <= n; i++) { split(kv[i], a, "="); lab[a[1]] = a[2] } }
+      NR == 1 { next }
+      {
+        n++; sv[n] = $4; rps[n] = $9; fn[n] = $10; fp50[n] = $11; fp99[n] = $12; sn[n] = $14; sp99[n] = $16
+        share[n] = ($10 + $14) ? 100 * $14 / ($10 + $14) : 0
+        err[n] = ($18 + $19) ? sprintf("non-2xx %d, socket %d", $18, $19) : "0"
+        if ($4 == "nginx") base = $12
+      }
+      END {
+        print "| server | req/s (all) | slow share | fast p50 | fast p99 | slow p99 | fast p99 vs nginx | errors |"
+        print "|---|---:|---:|---:|---:|---:|---:|---:|"
+        for (i = 1; i <= n; i++) {
+          ratio = (base > 0) ? sprintf("%.2f", fp99[i] / base) : "-"
+          printf "| %s | %.0f | %.1f%% | %.2f ms | %.2f ms | %.2f ms | %s | %s |\n", lab[sv[i]], rps[i], share[i], fp50[i], fp99[i], sp99[i], ratio, err[i]
+        }
+      }' "$MIX_RUN_TSV"
+  } >>"$RUN_DIR/table.md"
+fi
+printf '\nLoad average (1/5/15 min): %s before, %s after the run.\n' "$LOAD_BEFORE" "$LOAD_AFTER" >>"$RUN_DIR/table.md"
 
 echo
 cat "$RUN_DIR/table.md"

@@ -81,6 +81,14 @@ $worker->onMessage = static function ($connection, Request $request) use ($stati
             $s = function_exists('opcache_get_status') ? @opcache_get_status(false) : false;
             $connection->send(new Response(200, [], is_array($s) && !empty($s['opcache_enabled']) ? 'on' : 'off'));
             return;
+
+        case '/extensions.php': // as app/extensions.php
+            $e = get_loaded_extensions();
+            $z = get_loaded_extensions(true);
+            sort($e);
+            sort($z);
+            $connection->send(new Response(200, [], count($e) . ' ' . count($z) . ' ' . implode(',', array_merge($e, $z))));
+            return;
     }
     $connection->send(new Response(404, [], 'Not Found'));
 };

@@ -996,6 +996,7 @@ static void on_close(uv_handle_t *h) {
   else ctx->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   ctx->nconns--;
+  if (ctx->own_conns) __atomic_sub_fetch(ctx->own_conns, 1, __ATOMIC_RELAXED);
   free((void *)c->req.method);
   free(c->abs_path);
   tusk_buf_dispose(&c->in);
@@ -1063,6 +1064,7 @@ void tusk_h1_conn_start(tusk_http_ctx_t *ctx, tusk_h1_conn_t *c) {
   if (ctx->conns) ctx->conns->prev = c;
   ctx->conns = c;
   ctx->nconns++;
+  if (ctx->own_conns) __atomic_add_fetch(ctx->own_conns, 1, __ATOMIC_RELAXED);
   struct sockaddr_storage ss;
   int len = sizeof ss;
   if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {

@@ -40,6 +40,10 @@ typedef struct tusk_http_ctx_s {
    * (c->reqframe, a complete REQ frame) and returns 0, or TUSK_ELIMIT when
    * the queue is full (503). cancel() is called when c goes away while
    * queued or running. */
+  /* Direct mode: connections are counted across all workers for
+   * --max-connections (own_conns is this worker's shared counter). */
+  volatile int *own_conns;
+  size_t (*count_conns)(struct tusk_http_ctx_s *ctx);
   int (*php_submit)(tusk_h1_conn_t *c);
   void (*php_cancel)(tusk_h1_conn_t *c);
 } tusk_http_ctx_t;

@@ -24,7 +24,8 @@ static void on_connection(uv_stream_t *server, int status) {
     tusk_h1_conn_free_unstarted(c);
     return;
   }
-  if (ctx->draining || ctx->nconns >= (size_t)ctx->conf->max_connections) {
+  size_t open = ctx->count_conns ? ctx->count_conns(ctx) : ctx->nconns;
+  if (ctx->draining || open >= (size_t)ctx->conf->max_connections) {
     static uint64_t last_warn;
     uint64_t now = uv_now(ctx->loop);
     if (!ctx->draining && now - last_warn > 1000) {
@@ -37,7 +38,8 @@ static void on_connection(uv_stream_t *server, int status) {
   tusk_h1_conn_start(ctx, c);
 }
 
-int tusk_server_bind(const char *host, int port, int *fd, int *bound_port, char *err, size_t errlen) {
+int tusk_server_bind(const char *host, int port, int reuseport, int *fd, int *bound_port, char *err,
+                     size_t errlen) {
   struct sockaddr_storage ss;
   socklen_t sl;
   int rc;
@@ -59,6 +61,7 @@ int tusk_server_bind(const char *host, int port, int *fd, int *bound_port, char 
   }
   int one = 1;
   setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (reuseport) setsockopt(s, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
   if (bind(s, (struct sockaddr *)&ss, sl) != 0 || listen(s, 4096) != 0) {
     int e = errno;
     snprintf(err, errlen, "cannot listen on %s:%d: %s%s", host, port, strerror(e),

@@ -7,10 +7,12 @@
 
 #include "http/h1_conn.h"
 
-/* Creates a bound, listening, non-blocking socket without a loop (the
- * master in direct mode keeps it and its workers accept on it). Returns 0
- * and the descriptor, or -1 with a sentence in err. */
-int tusk_server_bind(const char *host, int port, int *fd, int *bound_port, char *err, size_t errlen);
+/* Creates a bound, listening, non-blocking socket without a loop. With
+ * reuseport, several such sockets share the port and the kernel spreads
+ * new connections over them (direct mode: one per worker). Returns 0 and
+ * the descriptor, or -1 with a sentence in err. */
+int tusk_server_bind(const char *host, int port, int reuseport, int *fd, int *bound_port, char *err,
+                     size_t errlen);
 
 /* Accepts connections for ctx on an already listening socket fd. */
 int tusk_server_listen_fd(tusk_http_ctx_t *ctx, uv_tcp_t *listener, int fd, char *err, size_t errlen);

@@ -198,6 +198,14 @@ static void direct_cancel(tusk_h1_conn_t *c) {
 
 static void on_drained(tusk_http_ctx_t *ctx) { uv_stop(&D.loop); }
 
+static size_t count_all_conns(tusk_http_ctx_t *ctx) {
+  size_t n = 0;
+  for (int i = 0; i < tusk_board_slots; i++) {
+    if (tusk_board[i].pid != 0) n += (size_t)TUSK_MAX(tusk_board[i].conns, 0);
+  }
+  return n;
+}
+
 static void on_term_signal(int sig) { uv_async_send(&D.term); }
 
 static void begin_drain(void) {
@@ -236,6 +244,8 @@ void tusk_worker_direct_main(const tusk_conf_t *conf, int listen_fd, int index, 
   D.http.php_submit = direct_submit;
   D.http.php_cancel = direct_cancel;
   D.http.on_drained = on_drained;
+  D.http.own_conns = &slot->conns;
+  D.http.count_conns = count_all_conns;
   if (tusk_server_listen_fd(&D.http, &D.listener, listen_fd, err, sizeof err) != 0) {
     TUSK_ERROR("%s", err);
     _exit(1);

@@ -78,7 +78,8 @@ static struct {
   int *keep_fds;
   size_t nkeep;
   int exit_code;
-  int listen_fd;     /* direct mode: the socket every worker accepts on */
+  int listen_fd;     /* pooled mode: the listening socket */
+  int *listen_fds;   /* direct mode: one SO_REUSEPORT socket per worker index */
   tusk_slot_t *board; /* direct mode: one slot per worker process */
   int nslots;
   uv_timer_t watchdog;
@@ -241,6 +242,7 @@ static void worker_gone(tusk_worker_t *w) {
   uint64_t lived = uv_now(M.loop) - w->started_ms;
   if (w->slot) {
     w->slot->busy_since_ms = 0;
+    w->slot->conns = 0;
     w->slot->pid = 0;
     w->slot = NULL;
   }
@@ -528,6 +530,7 @@ static void spawn(int index) {
       return;
     }
     slot->busy_since_ms = 0;
+    slot->conns = 0;
     slot->pid = -1;
     pid_t pid = fork();
     if (pid < 0) {
@@ -536,8 +539,9 @@ static void spawn(int index) {
       return;
     }
     if (pid == 0) {
-      close_inherited_fds(M.listen_fd, -1);
-        tusk_worker_direct_main(M.conf, M.listen_fd, index, slot);
+      int lfd = M.listen_fds[index % M.conf->workers];
+      close_inherited_fds(lfd, -1);
+      tusk_worker_direct_main(M.conf, lfd, index, slot);
     }
     slot->pid = pid;
     tusk_worker_t *w = calloc(1, sizeof *w);
@@ -930,9 +934,17 @@ int tusk_master_run(tusk_conf_t *conf, const char *argv0) {
     h->loop = M.loop;
     h->conf = conf;
     h->docroot.fd = -1;
-    if (tusk_server_bind(conf->listen_host, conf->listen_port, &M.listen_fd, &port, err, sizeof err) != 0) {
-      fprintf(stderr, "tusk: %s\n", err);
-      return 1;
+    /* One SO_REUSEPORT socket per worker index: the kernel spreads new
+     * connections evenly, instead of the quickest worker taking them all.
+     * The master keeps them, so a replaced worker gets its socket (and the
+     * connections waiting on it) back. */
+    M.listen_fds = calloc((size_t)conf->workers, sizeof *M.listen_fds);
+    for (int i = 0; i < conf->workers; i++) {
+      if (tusk_server_bind(conf->listen_host, i == 0 ? conf->listen_port : port, 1, &M.listen_fds[i], &port, err,
+                           sizeof err) != 0) {
+        fprintf(stderr, "tusk: %s\n", err);
+        return 1;
+      }
     }
   } else {
     if (tusk_http_ctx_init(h, M.loop, conf, err, sizeof err) != 0) {
@@ -942,7 +954,7 @@ int tusk_master_run(tusk_conf_t *conf, const char *argv0) {
     h->on_drained = on_drained;
     h->php_submit = pool_submit;
     h->php_cancel = pool_cancel;
-    if (tusk_server_bind(conf->listen_host, conf->listen_port, &M.listen_fd, &port, err, sizeof err) != 0 ||
+    if (tusk_server_bind(conf->listen_host, conf->listen_port, 0, &M.listen_fd, &port, err, sizeof err) != 0 ||
         tusk_server_listen_fd(h, &M.listener, M.listen_fd, err, sizeof err) != 0) {
       fprintf(stderr, "tusk: %s\n", err);
       return 1;
@@ -980,7 +992,8 @@ int tusk_master_run(tusk_conf_t *conf, const char *argv0) {
   (void)live_workers;
   tusk_http_ctx_dispose(h);
   if (M.conf->direct) {
-    close(M.listen_fd);
+    for (int i = 0; i < M.conf->workers; i++) close(M.listen_fds[i]);
+    free(M.listen_fds);
     tusk_scoreboard_destroy(M.board, M.nslots);
   }
   free(M.idle);

@@ -4,10 +4,15 @@
 #include <sys/mman.h>
 #include <time.h>
 
+tusk_slot_t *tusk_board;
+int tusk_board_slots;
+
 tusk_slot_t *tusk_scoreboard_create(int n) {
   void *p = mmap(NULL, sizeof(tusk_slot_t) * (size_t)n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) return NULL;
   memset(p, 0, sizeof(tusk_slot_t) * (size_t)n);
+  tusk_board = p;
+  tusk_board_slots = n;
   return p;
 }
 

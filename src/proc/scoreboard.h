@@ -13,7 +13,12 @@ typedef struct tusk_slot_s {
   volatile pid_t pid;               /* 0: free */
   volatile uint64_t busy_since_ms;  /* monotonic ms; 0 when idle */
   char what[112];                   /* "GET /path" of the running request */
+  volatile int conns;               /* open client connections (direct mode) */
 } tusk_slot_t;
+
+/* The board of this server (set by the master, inherited by workers). */
+extern tusk_slot_t *tusk_board;
+extern int tusk_board_slots;
 
 /* Maps n slots. Returns NULL on failure. Call before forking. */
 tusk_slot_t *tusk_scoreboard_create(int n);

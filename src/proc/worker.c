@@ -250,7 +250,9 @@ void tusk_worker_main(const tusk_conf_t *conf, int chan_fd, int index) {
   signal(SIGINT, SIG_IGN);
   signal(SIGHUP, SIG_IGN);
   signal(SIGUSR2, SIG_IGN);
-  signal(SIGTERM, SIG_DFL);
+  /* SIGTERM to the whole group (systemd, kill 0): the master drains and
+   * tells the workers; a worker must not die under a request. */
+  signal(SIGTERM, SIG_IGN);
   signal(SIGCHLD, SIG_DFL);
   signal(SIGPIPE, SIG_IGN);
   sigset_t all;

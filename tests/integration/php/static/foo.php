@@ -1,0 +1,3 @@
+<?php
+// SOURCE-MARKER-php: this comment must never reach a client.
+echo "executed:", 6 * 7;
