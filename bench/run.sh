@@ -705,7 +705,7 @@ echo "load avg:   $LOAD_AFTER (1/5/15 min) after the run" | tee -a "$RUN_DIR/inf
 
 # Full table: one row per measurement.
 awk -F'\t' -v labels="$LABELS_KV" '
-  BEGIN { n = split(labels, kv, " "); for (i = 1; i <= n; i++) { split(kv[i], a, "="); lab[a[1]] = a[2] } }
+  BEGIN { nl = split(labels, kv, " "); for (i = 1; i <= nl; i++) { split(kv[i], a, "="); lab[a[1]] = a[2] } }
   NR == 1 { next }
   {
     n++; ep[n] = $5; c[n] = $6; sv[n] = $4; rps[n] = $10; p99[n] = $12; cpu[n] = $15
@@ -730,7 +730,7 @@ awk -F'\t' -v labels="$LABELS_KV" '
   echo
   awk -F'\t' -v labels="$LABELS_KV" -v order="${RUN_SERVERS[*]}" '
     BEGIN {
-      n = split(labels, kv, " "); for (i = 1; i <= n; i++) { split(kv[i], a, "="); lab[a[1]] = a[2] }
+      nl = split(labels, kv, " "); for (i = 1; i <= nl; i++) { split(kv[i], a, "="); lab[a[1]] = a[2] }
       ns = split(order, srv, " ")
     }
     NR == 1 { next }
@@ -764,7 +764,7 @@ if [[ -s $MIX_RUN_TSV ]]; then
     echo "Slow mix: ${SLOW_PCT}% of requests /slow.php (usleep 50 ms), the rest /hello.php; $SLOWMIX_CONNS connections (wrk -t$SLOWMIX_CONNS -c$SLOWMIX_CONNS -s bench/slowmix.lua), ${DURATION}s."
     echo
     awk -F'\t' -v labels="$LABELS_KV" '
-      BEGIN { n = split(labels, kv, " "); for (i = 1; i <= n; i++) { split(kv[i], a, "="); lab[a[1]] = a[2] } }
+      BEGIN { nl = split(labels, kv, " "); for (i = 1; i <= nl; i++) { split(kv[i], a, "="); lab[a[1]] = a[2] } }
       NR == 1 { next }
       {
         n++; sv[n] = $4; rps[n] = $9; fn[n] = $10; fp50[n] = $11; fp99[n] = $12; sn[n] = $14; sp99[n] = $16

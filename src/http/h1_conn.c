@@ -203,6 +203,7 @@ static void access_log(tusk_h1_conn_t *c) {
 /* The whole response has been handed to libuv. */
 static void finish_request(tusk_h1_conn_t *c) {
   access_log(c);
+  c->served++;
   free((void *)c->req.method); /* the copied head, see copy_head() */
   free(c->abs_path);
   c->abs_path = NULL;
@@ -662,7 +663,9 @@ static void process(tusk_h1_conn_t *c) {
   while (!c->closing) {
     if (c->state == ST_HEAD) {
       if (c->in.len == 0) {
-        arm(c, conf->idle_timeout);
+        /* While draining, a connection that has not sent its first request
+         * yet gets a moment to do so (it was accepted before we stopped). */
+        arm(c, c->ctx->draining ? TUSK_MIN(conf->idle_timeout, 1.0) : conf->idle_timeout);
         return;
       }
       c->req.headers = c->headers;
@@ -799,9 +802,9 @@ static void build_head(tusk_h1_conn_t *c, tusk_buf_t *b, long long content_lengt
     reason = tusk_http_reason(status);
     rl = strlen(reason);
   }
-  tusk_buf_printf(b, "HTTP/1.1 %d %.*s\r\nServer: tusk\r\nDate: %s\r\n", status, (int)rl, reason,
-                  tusk_http_date_now());
+  tusk_buf_printf(b, "HTTP/1.1 %d %.*s\r\n", status, (int)rl, reason);
   long long php_cl = -1;
+  int php_date = 0, php_server = 0;
   /* Copy PHP's headers, except the framing ones we decide. */
   const char *p = lines, *end = lines + ll;
   while (p < end) {
@@ -815,11 +818,16 @@ static void build_head(tusk_h1_conn_t *c, tusk_buf_t *b, long long content_lengt
       if (n >= 11 && !strncasecmp(p, "Connection:", 11) && strcasestr(p, "close") && strcasestr(p, "close") < eol)
         c->keep_alive = 0;
     } else if (n > 0) {
+      if (n >= 5 && !strncasecmp(p, "Date:", 5)) php_date = 1;
+      if (n >= 7 && !strncasecmp(p, "Server:", 7)) php_server = 1;
       tusk_buf_append(b, p, n);
       tusk_buf_append(b, "\r\n", 2);
     }
     p = eol + 2;
   }
+  /* The app's own Date or Server header wins (Symfony sets Date). */
+  if (!php_server) tusk_buf_append_str(b, "Server: tusk\r\n");
+  if (!php_date) tusk_buf_printf(b, "Date: %s\r\n", tusk_http_date_now());
   if (!bodyless(status)) {
     if (c->is_head) {
       /* PHP discards a HEAD response's body: only a length PHP set itself is
@@ -1088,7 +1096,10 @@ void tusk_http_drain(tusk_http_ctx_t *ctx) {
   tusk_h1_conn_t *c = ctx->conns, *next;
   for (; c; c = next) {
     next = c->next;
-    if (c->state == ST_HEAD && c->in.len == 0 && c->writes_pending == 0) conn_close(c);
+    if (c->state == ST_HEAD && c->in.len == 0 && c->writes_pending == 0) {
+      if (c->served > 0) conn_close(c);
+      else arm(c, TUSK_MIN(ctx->conf->idle_timeout, 1.0)); /* its request may be on the way */
+    }
   }
   if (ctx->nconns == 0 && ctx->on_drained) ctx->on_drained(ctx);
 }

@@ -94,6 +94,7 @@ struct tusk_h1_conn_s {
   int writes_pending;
   int close_after_write;
   int read_stopped;
+  uint64_t served; /* responses completed on this connection */
   char *abs_path; /* "/?q" made for an absolute-form target without a path */
   char remote_addr[64];
   int remote_port;

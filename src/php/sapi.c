@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,9 @@ typedef struct tusk_php_req_s {
 } tusk_php_req_t;
 
 static tusk_php_req_t R;
+static int last_request; /* the worker stops after this request: no IDLE */
+
+void tusk_php_set_last_request(int last) { last_request = last; }
 static int opcache_reset_pending;
 
 /* Like php-fpm, a script runs with its own folder as the working directory.
@@ -381,6 +385,22 @@ static int worker_request_startup(void) {
   return ok;
 }
 
+/* ini settings changed while the worker script booted become its baseline
+ * (as if they were in php.ini); what a request changes (ini_set(),
+ * set_time_limit()) is undone when it ends, as at the end of any request. */
+static void commit_boot_ini(void) {
+  if (!EG(modified_ini_directives)) return;
+  zend_ini_entry *e;
+  ZEND_HASH_MAP_FOREACH_PTR(EG(modified_ini_directives), e) {
+    e->modified = 0;
+    e->orig_value = NULL; /* the php.ini value: kept alive, used no more */
+  }
+  ZEND_HASH_FOREACH_END();
+  zend_hash_destroy(EG(modified_ini_directives));
+  FREE_HASHTABLE(EG(modified_ini_directives));
+  EG(modified_ini_directives) = NULL;
+}
+
 static void worker_request_shutdown(void) {
   zend_try {
     php_output_end_all();
@@ -394,18 +414,24 @@ static void worker_request_shutdown(void) {
   zend_try {
     sapi_deactivate(); /* POST data, uploaded files, php://input */
   } zend_end_try();
+  if (W.booted) {
+    zend_try {
+      zend_ini_deactivate(); /* memory_limit, max_execution_time, ... */
+    } zend_end_try();
+  }
   zend_set_memory_limit(PG(memory_limit));
   zend_unset_timeout();
   W.in_request = 0;
 }
 
 /* Ends the response of the request that just ran and tells the sink. */
-static void worker_finish_frames(void) {
+static void worker_finish_frames(int idle) {
   if (!R.finished) {
     body_frame(0);
     tusk_chan_put(&R.frames, TUSK_CHAN_END, 0, R.seq, NULL, 0);
   }
-  tusk_chan_put(&R.frames, TUSK_CHAN_IDLE, 0, R.seq, NULL, 0);
+  /* A worker about to stop must not be given another request. */
+  if (idle) tusk_chan_put(&R.frames, TUSK_CHAN_IDLE, 0, R.seq, NULL, 0);
   frames_send();
   if (R.out.cap > 4 * TUSK_BODY_CHUNK) tusk_buf_dispose(&R.out);
   if (R.frames.cap > 4 * TUSK_BODY_CHUNK) tusk_buf_dispose(&R.frames);
@@ -595,8 +621,9 @@ static void handle_request(INTERNAL_FUNCTION_PARAMETERS) {
   if (!W.booted) {
     /* Close the boot request: what the script printed while booting goes
      * nowhere, as under FrankenPHP. */
-    W.booted = 1;
     worker_request_shutdown();
+    commit_boot_ini();
+    W.booted = 1;
     if (R.out.len > 0) {
       TUSK_WARN("the worker script printed %zu bytes while booting (discarded): %.*s", R.out.len,
                 (int)TUSK_MIN(R.out.len, 80u), R.out.data);
@@ -636,7 +663,13 @@ static void handle_request(INTERNAL_FUNCTION_PARAMETERS) {
   W.in_handler = 0;
   zval_ptr_dtor(&retval);
   bleed_report();
-  if (EG(exception)) {
+  if (EG(exception) && zend_is_unwind_exit(EG(exception))) {
+    /* exit() in the handler: the response stands as sent; the worker
+     * script ends and a new worker takes over. */
+    zend_clear_exception();
+    TUSK_INFO("exit() was called in a request handler: restarting this worker");
+    W.stop = 1;
+  } else if (EG(exception)) {
     /* Logged like any uncaught exception (500 when nothing was sent);
      * the app may be in a bad state, so this worker is restarted. */
     zend_exception_error(EG(exception), E_ERROR | E_DONT_BAIL);
@@ -646,11 +679,11 @@ static void handle_request(INTERNAL_FUNCTION_PARAMETERS) {
     W.stop = 1;
   }
   worker_request_shutdown();
-  worker_finish_frames();
   W.served++;
-  if (W.io->done) W.io->done(W.io->ctx);
   const tusk_php_worker_limits_t *lim = &W.io->limits;
-  if (lim->max_requests && W.served >= lim->max_requests) {
+  if (W.stop) {
+    /* already decided (an exception) */
+  } else if (lim->max_requests && W.served >= lim->max_requests) {
     TUSK_INFO("served %llu requests (--max-requests %llu): recycling this worker", (unsigned long long)W.served,
               (unsigned long long)lim->max_requests);
     W.stop = 1;
@@ -659,6 +692,9 @@ static void handle_request(INTERNAL_FUNCTION_PARAMETERS) {
               zend_memory_usage(1), (unsigned long long)W.served, lim->max_memory);
     W.stop = 1;
   }
+  if (W.stop && W.io->stopping) W.io->stopping(W.io->ctx);
+  worker_finish_frames(!W.stop);
+  if (W.io->done) W.io->done(W.io->ctx);
   RETURN_TRUE;
 }
 
@@ -813,6 +849,12 @@ int tusk_php_startup(const tusk_conf_t *conf, const char *argv0) {
 }
 
 void tusk_php_opcache_reset(void) {
+  /* A request start installs Zend's signal trampolines and its end leaves
+   * them pointing at the dispositions seen at startup (before libuv's):
+   * keep the master's own handlers. */
+  static const int sigs[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGPROF};
+  struct sigaction saved[sizeof sigs / sizeof sigs[0]];
+  for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], NULL, &saved[i]);
   R.sink = NULL;
   SG(server_context) = NULL;
   if (php_request_startup() == SUCCESS) {
@@ -821,6 +863,7 @@ void tusk_php_opcache_reset(void) {
     } zend_end_try();
   }
   php_request_shutdown(NULL);
+  for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &saved[i], NULL);
   tusk_buf_reset(&R.frames);
   tusk_buf_reset(&R.out);
 }
@@ -905,7 +948,7 @@ int tusk_php_run(const tusk_php_sink_t *sink, uint16_t seq, const tusk_chan_var_
     body_frame(0);
     tusk_chan_put(&R.frames, TUSK_CHAN_END, 0, seq, NULL, 0);
   }
-  tusk_chan_put(&R.frames, TUSK_CHAN_IDLE, 0, seq, NULL, 0);
+  if (!last_request) tusk_chan_put(&R.frames, TUSK_CHAN_IDLE, 0, seq, NULL, 0);
   frames_send();
   /* Give memory back after a large response. */
   if (R.out.cap > 4 * TUSK_BODY_CHUNK) tusk_buf_dispose(&R.out);

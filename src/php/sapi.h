@@ -50,6 +50,9 @@ typedef struct tusk_php_sink_s {
 int tusk_php_run(const tusk_php_sink_t *sink, uint16_t seq, const tusk_chan_var_t *vars, int nvars,
                  const char *body, size_t bodylen);
 
+/* The next tusk_php_run() is this worker's last: no IDLE frame after it. */
+void tusk_php_set_last_request(int last);
+
 /* ---- worker mode ----------------------------------------------------------- */
 
 /* One request handed to a worker script. Pointers stay valid until the
@@ -77,6 +80,7 @@ typedef struct tusk_php_worker_io_s {
   int (*next)(void *ctx, tusk_php_job_t *job);
   void (*ready)(void *ctx); /* booted: the first next() follows */
   void (*done)(void *ctx);  /* a request ended (its frames were written) */
+  void (*stopping)(void *ctx); /* this is the last request: before its END */
   void *ctx;
   tusk_php_worker_limits_t limits;
 } tusk_php_worker_io_t;

@@ -116,12 +116,6 @@ static void job_done(tusk_h1_conn_t *c) {
     tusk_h1_php_fail(c, 502);
   }
   D.served++;
-  if (D.conf->max_requests && D.served >= (uint64_t)D.conf->max_requests && !D.http.draining) {
-    TUSK_INFO("served %llu requests (--max-requests %d): recycling this worker", (unsigned long long)D.served,
-              D.conf->max_requests);
-    D.exit_code = 3; /* TUSK_PHP_WORKER_RECYCLE */
-    begin_drain();
-  }
 }
 
 static tusk_h1_conn_t *queue_pop(void) {
@@ -139,6 +133,13 @@ static void run_one(tusk_h1_conn_t *c) {
   tusk_php_job_t job;
   tusk_php_sink_t sink;
   if (make_job(c, &job, &sink) != 0) return;
+  if (D.conf->max_requests && D.served + 1 >= (uint64_t)D.conf->max_requests && !D.http.draining) {
+    /* The last one: drain first, so its response says Connection: close. */
+    TUSK_INFO("request %llu of --max-requests %d: recycling this worker after it",
+              (unsigned long long)D.served + 1, D.conf->max_requests);
+    D.exit_code = 3; /* TUSK_PHP_WORKER_RECYCLE */
+    begin_drain();
+  }
   tusk_php_run(job.sink, job.seq, job.vars, job.nvars, job.body, job.bodylen);
   job_done(c);
 }
@@ -154,10 +155,16 @@ static int worker_next(void *ctx, tusk_php_job_t *job) {
       D.current = c;
       return 1;
     }
-    if (D.http.draining) return 0;
+    /* Draining: serve until the last connection is gone (one accepted
+     * just before may still send its request). */
+    if (D.http.draining && D.http.nconns == 0) return 0;
     uv_run(&D.loop, UV_RUN_ONCE);
   }
 }
+
+/* The worker script stops after this request (a limit, an exception):
+ * drain now so the response tells the client to reconnect. */
+static void worker_stopping(void *ctx) { begin_drain(); }
 
 static void worker_done(void *ctx) {
   tusk_h1_conn_t *c = D.current;
@@ -257,8 +264,8 @@ void tusk_worker_direct_main(const tusk_conf_t *conf, int listen_fd, int index, 
   sa.sa_handler = on_term_signal;
   sigaction(SIGTERM, &sa, NULL);
   if (conf->worker_script) {
-    tusk_php_worker_io_t io = {worker_next, NULL, worker_done, NULL,
-                               {0 /* counted in job_done() */, conf->max_worker_memory, conf->debug_state}};
+    tusk_php_worker_io_t io = {worker_next, NULL, worker_done, worker_stopping, NULL,
+                               {(uint64_t)conf->max_requests, conf->max_worker_memory, conf->debug_state}};
     int rc = tusk_php_worker_run(conf->worker_script, &io);
     if (rc != 0) D.exit_code = rc;
     /* Finish what is being written, then leave. */

@@ -45,6 +45,8 @@ typedef struct tusk_worker_s {
   int lost_busy; /* the channel broke while a request ran (for the crash log) */
   tusk_slot_t *slot; /* direct mode */
   int recycled;      /* exited to be replaced (limits), not a failure */
+  int ready;         /* said IDLE at least once */
+  int handler_failed;
   int boot_failed;
   tusk_buf_t in;
   tusk_h1_conn_t *conn;
@@ -252,7 +254,9 @@ static void worker_gone(tusk_worker_t *w) {
       M.quick_deaths = 0;
       spawn(index);
     } else {
-      if (lived < 1000 || w->boot_failed) M.quick_deaths++;
+      /* Failing at boot, or dying before ever being ready, is what backs
+       * off; a handler exception after serving is restarted at once. */
+      if (w->boot_failed || (lived < 1000 && !w->ready && !w->handler_failed)) M.quick_deaths++;
       else M.quick_deaths = 0;
       if (M.quick_deaths >= 3) {
         /* Dying at once, again and again (a script that cannot boot): back
@@ -342,6 +346,7 @@ static void on_worker_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
         }
         break;
       case TUSK_CHAN_IDLE:
+        w->ready = 1;
         uv_timer_stop(&w->timer);
         w->conn = NULL;
         w->busy = 0;
@@ -768,6 +773,7 @@ static void on_sigchld(uv_signal_t *s, int signum) {
                    "PHP error above)",
                    M.conf->worker_script);
       } else if (code == TUSK_PHP_WORKER_FAILED) {
+        w->handler_failed = 1;
         TUSK_ERROR("worker %d (pid %d): the worker script stopped after an uncaught exception; restarting it",
                    w->index, (int)pid);
       } else if (code != 0 || (!w->retiring && !M.draining)) {
@@ -817,6 +823,7 @@ static void on_stop_signal(uv_signal_t *s, int signum) {
   if (M.conf->direct) {
     /* Each worker drains its own connections. */
     for (tusk_worker_t *w = M.workers; w; w = w->next) kill(w->pid, SIGTERM);
+    maybe_exit(); /* nothing to wait for when no worker is up */
     return;
   }
   stop_listening();

@@ -265,7 +265,8 @@ void tusk_worker_main(const tusk_conf_t *conf, int chan_fd, int index) {
   r->sink = (tusk_php_sink_t){chan_write, chan_aborted, &r->fd};
 
   if (conf->worker_script) {
-    tusk_php_worker_io_t io = {io_next, io_ready, NULL, r, {(uint64_t)conf->max_requests, conf->max_worker_memory, conf->debug_state}};
+    tusk_php_worker_io_t io = {io_next, io_ready, NULL, NULL, r,
+                               {(uint64_t)conf->max_requests, conf->max_worker_memory, conf->debug_state}};
     int rc = tusk_php_worker_run(conf->worker_script, &io);
     _exit(r->failed ? 1 : rc);
   }
@@ -280,6 +281,8 @@ void tusk_worker_main(const tusk_conf_t *conf, int chan_fd, int index) {
       code = rc < 0;
       break;
     }
+    int last = conf->max_requests && served + 1 >= (uint64_t)conf->max_requests;
+    tusk_php_set_last_request(last);
     if (tusk_php_run(job.sink, job.seq, job.vars, job.nvars, job.body, job.bodylen) != 0) break;
     if (conf->max_requests && ++served >= (uint64_t)conf->max_requests) {
       TUSK_INFO("served %llu requests (--max-requests %d): recycling this worker", (unsigned long long)served,

@@ -1,0 +1,6 @@
+<?php
+// Fails to compile: the worker can never boot.
+$app = function () {
+    echo "unreachable"
+}
+while (frankenphp_handle_request($app)) {}
