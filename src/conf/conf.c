@@ -42,7 +42,7 @@ static const key_t_ keys[] = {
      "worker mode, pooled: boot the app once and fork workers from it (ms to replace a worker)"},
     {"debug-state", 0, K_BOOL, OFF(debug_state), "0",
      "worker mode: log which globals and static properties each request changed (slow; finds state bleed)"},
-    {"watch", 0, K_STR, OFF(watch), NULL, "reload the workers when a file under these folders changes (comma separated)"},
+    {"watch", 0, K_STR, OFF(watch), NULL, "reload the workers when a file under these folders changes (comma separated or repeated)"},
     {"index", 0, K_STR, OFF(index_files), "index.php index.html", "index files for directory requests"},
     {"php-ini", 'c', K_STR, OFF(php_ini), NULL, "php.ini file to use instead of /etc/php/8.2/embed/php.ini"},
     {"static-cache-control", 0, K_STR, OFF(static_cache_control), NULL,
@@ -72,6 +72,15 @@ static int set_key(tusk_conf_t *c, const key_t_ *k, const char *val, char *err, 
   switch (k->kind) {
     case K_STR: {
       char **p = (char **)base;
+      if (k->offset == OFF(watch) && *p && val) {
+        /* --watch repeats: the folders add up (comma separated). */
+        char *joined = malloc(strlen(*p) + strlen(val) + 2);
+        if (!joined) return TUSK_ENOMEM;
+        sprintf(joined, "%s,%s", *p, val);
+        free(*p);
+        *p = joined;
+        return 0;
+      }
       free(*p);
       *p = val ? strdup(val) : NULL;
       return 0;

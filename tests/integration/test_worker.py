@@ -232,10 +232,14 @@ def test_status_code_does_not_leak(start_server, mode):
 def test_ini_limits_reset_per_request(start_server, mode):
     s = serve(start_server, mode)
     base = info(s)
-    assert info(s, "/ini-change") == {"memory_limit": "345M", "max_execution_time": "7"}
+    assert base["timezone"] == "Pacific/Auckland"  # set while booting: kept
+    assert info(s, "/ini-change") == {"memory_limit": "345M", "max_execution_time": "7", "timezone": "America/Lima"}
     after = info(s)
+    # What a request changes is undone when it ends, as in classic PHP.
     assert after["memory_limit"] == base["memory_limit"] != "345M"
     assert after["max_execution_time"] == base["max_execution_time"] != "7"
+    assert after["timezone"] == "Pacific/Auckland"
+    assert info(s)["timezone"] == "Pacific/Auckland"
 
 
 # ---- recycling --------------------------------------------------------------------------------
@@ -566,7 +570,7 @@ def _reload_root(tmp_path):
 
 
 def _set_version(root, v):
-    path = os.path.join(root, "src", "version.php")
+    path = os.path.join(root, "src", "lib", "version.php")
     with open(path, "w") as f:
         f.write("<?php\nconst APP_VERSION = '%s';\n" % v)
 
@@ -628,13 +632,20 @@ def test_reload_signal_under_load(start_server, mode, tmp_path):
         assert get(s, "/").text.startswith("v4 ")
 
 
-def test_watch_reloads_on_change(start_server, mode, tmp_path):
+@pytest.mark.parametrize("form", [
+    "comma",
+    "repeated",
+])
+def test_watch_reloads_on_change(start_server, mode, form, tmp_path):
     root = _reload_root(tmp_path)
-    other = tmp_path / "other"
-    other.mkdir()
-    # Comma-separated: the changed file is under the second folder.
-    s = serve(start_server, mode, "--watch", "%s,%s" % (other, os.path.join(root, "src")),
-              root=root, script=os.path.join(root, "worker.php"), workers=2)
+    other = str(tmp_path / "other")
+    os.mkdir(other)
+    src = os.path.join(root, "src")  # the changed file is in src/lib/
+    if form == "comma":
+        args = ("--watch", "%s,%s" % (other, src))
+    else:
+        args = ("--watch", src, "--watch", other)
+    s = serve(start_server, mode, *args, root=root, script=os.path.join(root, "worker.php"), workers=2)
     body = get(s, "/").text
     assert body.startswith("v1 ")
     for v in ("v2", "v3", "v4"):

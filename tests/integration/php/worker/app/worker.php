@@ -3,6 +3,9 @@
 // Each endpoint reports what a request sees, so that tests can check that
 // nothing of request N is visible in request N+1 (see test_worker.py).
 
+// An ini change made while booting is the worker's baseline.
+ini_set('date.timezone', 'Pacific/Auckland');
+
 $bootPid = getmypid();
 $bootTime = microtime(true);
 $bootWorkerFlag = [
@@ -45,6 +48,7 @@ function report(): array
         'session' => $_SESSION ?? null,
         'memory_limit' => ini_get('memory_limit'),
         'max_execution_time' => ini_get('max_execution_time'),
+        'timezone' => ini_get('date.timezone'),
         'frankenphp_worker' => $_SERVER['FRANKENPHP_WORKER'] ?? null,
         'tusk_worker' => $_SERVER['TUSK_WORKER'] ?? null,
     ];
@@ -128,7 +132,9 @@ $handler = static function () use (&$handled, &$leak, &$afterFinish, $bootPid, $
         case '/ini-change':
             ini_set('memory_limit', '345M');
             set_time_limit(7);
-            json_out(['memory_limit' => ini_get('memory_limit'), 'max_execution_time' => ini_get('max_execution_time')]);
+            ini_set('date.timezone', 'America/Lima');
+            json_out(['memory_limit' => ini_get('memory_limit'), 'max_execution_time' => ini_get('max_execution_time'),
+                      'timezone' => ini_get('date.timezone')]);
             return;
         case '/throw':
             throw new RuntimeException('boom from the handler ' . getmypid());

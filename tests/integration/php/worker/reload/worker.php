@@ -1,7 +1,7 @@
 <?php
 // Boot reads the "code version" once; a reload (signal or --watch) must
 // start processes that read it again. Uses the Tusk namespace API.
-require __DIR__ . '/src/version.php';
+require __DIR__ . '/src/lib/version.php';
 $version = APP_VERSION;
 $pid = getmypid();
 $handler = static function () use ($version, $pid) {
