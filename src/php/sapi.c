@@ -868,6 +868,13 @@ void tusk_php_opcache_reset(void) {
   tusk_buf_reset(&R.out);
 }
 
+void tusk_php_worker_signals_ready(void) {
+  /* Zend's request-time signal trampolines forward to the handlers it saw
+   * at startup, in the master (SIG_DFL): have it see this worker's own
+   * (drain on SIGTERM, ignore terminal signals) instead. */
+  zend_signal_startup();
+}
+
 void tusk_php_shutdown(void) {
   php_module_shutdown();
   sapi_shutdown();

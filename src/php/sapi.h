@@ -26,6 +26,10 @@
 int tusk_php_startup(const tusk_conf_t *conf, const char *argv0);
 void tusk_php_shutdown(void);
 
+/* In a new worker, after it installed its signal handlers and before its
+ * first request: makes PHP's per-request signal handling forward to them. */
+void tusk_php_worker_signals_ready(void);
+
 /* In the master, before a reload forks new workers: schedules an OPcache
  * restart (runs opcache_reset() in a request of its own; no user code).
  * Until the restart happens, OPcache serves no cached scripts, so every

@@ -263,6 +263,7 @@ void tusk_worker_direct_main(const tusk_conf_t *conf, int listen_fd, int index, 
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_term_signal;
   sigaction(SIGTERM, &sa, NULL);
+  tusk_php_worker_signals_ready();
   if (conf->worker_script) {
     tusk_php_worker_io_t io = {worker_next, NULL, worker_done, worker_stopping, NULL,
                                {(uint64_t)conf->max_requests, conf->max_worker_memory, conf->debug_state}};

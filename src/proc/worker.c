@@ -258,6 +258,7 @@ void tusk_worker_main(const tusk_conf_t *conf, int chan_fd, int index) {
   sigset_t all;
   sigemptyset(&all);
   sigprocmask(SIG_SETMASK, &all, NULL);
+  tusk_php_worker_signals_ready();
 
   chan_reader_t *r = &reader;
   r->fd = chan_fd;

@@ -763,3 +763,48 @@ def test_workers_do_not_inherit_client_or_listening_sockets(start_server):
     finally:
         for c in held:
             c.close()
+
+
+def test_direct_mode_reload_under_load_fails_no_request(start_server):
+    """Direct mode: workers drain on reload. PHP's per-request signal
+    handling once turned a worker's SIGTERM into death after its second
+    request, dropping connections."""
+    s = start_server(DOCROOT, "--mode", "direct", workers=2)
+    stop = threading.Event()
+    ok, errors = [], []
+
+    def load():
+        while not stop.is_set():
+            try:
+                r = requests.get(s.url("/sleep.php?ms=10"), timeout=5)
+                ok.append(r.status_code)
+            except requests.exceptions.RequestException as e:
+                errors.append(repr(e))
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(4):
+            time.sleep(0.4)
+            s.send_signal(signal.SIGUSR2)
+        time.sleep(0.4)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert errors == [], errors[:3]
+    assert ok and set(ok) == {200}
+    assert "killed by signal 15" not in s.log()
+
+
+def test_pooled_workers_survive_a_group_sigterm(start_server):
+    """systemd and `kill 0` signal the whole process group: the workers
+    must leave shutting down to the master, also after serving requests."""
+    s = start_server(DOCROOT, workers=2)
+    for _ in range(6):
+        assert requests.get(s.url("/pid.php"), timeout=5).status_code == 200
+    for pid in s.worker_pids() + [s.proc.pid]:
+        os.kill(pid, signal.SIGTERM)
+    assert s.proc.wait(timeout=10) == 0
+    assert "killed by signal" not in s.log(), s.log()
