@@ -124,6 +124,7 @@ static int is_php_source(const char *name, size_t n) {
 static void set_php(const tusk_docroot_t *dr, tusk_route_t *r, const char *script, size_t script_len,
                     const char *path_info) {
   r->kind = TUSK_ROUTE_PHP;
+  r->fd = -1;
   if (dr->worker_file) {
     /* Worker mode: the worker script handles every PHP request. */
     snprintf(r->script_name, sizeof r->script_name, "%s", dr->worker_name);
@@ -429,16 +430,22 @@ void tusk_route_cached(tusk_route_cache_t *rc, const tusk_docroot_t *dr, const c
     r->kind = TUSK_ROUTE_PHP;
     r->fd = -1;
     r->status = 0;
+    if (dr->worker_file) {
+      set_php(dr, r, "", 0, "");
+      return;
+    }
     snprintf(r->script_name, sizeof r->script_name, "%s", e->script_name);
     snprintf(r->file, sizeof r->file, "%s%s", dr->path, e->script_name);
     snprintf(r->path_info, sizeof r->path_info, "%s", path + strlen(e->script_name));
     return;
   }
   tusk_route(dr, path, r);
-  /* Only a script named by the path itself (with or without PATH_INFO). */
+  /* Only a script named by the path itself (with or without PATH_INFO),
+   * or, in worker mode, any path the worker script handles (a static file
+   * created there later is served once the entry expires). */
   size_t sl = strlen(r->script_name);
-  if (r->kind == TUSK_ROUTE_PHP && strncmp(path, r->script_name, sl) == 0 &&
-      strcmp(path + sl, r->path_info) == 0) {
+  if (r->kind == TUSK_ROUTE_PHP && (dr->worker_file || (strncmp(path, r->script_name, sl) == 0 &&
+                                                        strcmp(path + sl, r->path_info) == 0))) {
     char *p = strdup(path), *sn = strdup(r->script_name);
     if (!p || !sn) {
       free(p);

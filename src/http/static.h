@@ -57,7 +57,9 @@ void tusk_route(const tusk_docroot_t *dr, const char *path, tusk_route_t *r);
  * busy endpoint does not cost three system calls per request to find its
  * script again (like nginx's open_file_cache). Entries live ttl_ms; a
  * deleted script can therefore still be routed to for that long. Routes
- * to the front controller and to static files are never cached. */
+ * to static files are never cached, nor front-controller fallbacks in
+ * classic mode; in worker mode every path routed to the worker script is
+ * (a static file created at such a path is served once it expires). */
 typedef struct tusk_route_cache_s tusk_route_cache_t;
 
 /* Returns NULL when ttl_ms is 0 (no cache) or memory is short. */
