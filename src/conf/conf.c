@@ -11,7 +11,8 @@
 
 #include "core/common.h"
 
-typedef enum { K_STR, K_INT, K_SIZE, K_SECS, K_BOOL } kind_t;
+/* K_LIST: a string that a repeated flag extends (comma separated). */
+typedef enum { K_STR, K_LIST, K_INT, K_SIZE, K_SECS, K_BOOL } kind_t;
 
 typedef struct {
   const char *name; /* flag name without "--" */
@@ -42,7 +43,7 @@ static const key_t_ keys[] = {
      "worker mode, pooled: boot the app once and fork workers from it (ms to replace a worker)"},
     {"debug-state", 0, K_BOOL, OFF(debug_state), "0",
      "worker mode: log which globals and static properties each request changed (slow; finds state bleed)"},
-    {"watch", 0, K_STR, OFF(watch), NULL, "reload the workers when a file under these folders changes (comma separated or repeated)"},
+    {"watch", 0, K_LIST, OFF(watch), NULL, "reload the workers when a file under these folders changes (comma separated or repeated)"},
     {"index", 0, K_STR, OFF(index_files), "index.php index.html", "index files for directory requests"},
     {"php-ini", 'c', K_STR, OFF(php_ini), NULL, "php.ini file to use instead of /etc/php/8.2/embed/php.ini"},
     {"static-cache-control", 0, K_STR, OFF(static_cache_control), NULL,
@@ -70,10 +71,10 @@ static int set_key(tusk_conf_t *c, const key_t_ *k, const char *val, char *err, 
   char *base = (char *)c + k->offset;
   char *end = NULL;
   switch (k->kind) {
+    case K_LIST:
     case K_STR: {
       char **p = (char **)base;
-      if (k->offset == OFF(watch) && *p && val) {
-        /* --watch repeats: the folders add up (comma separated). */
+      if (k->kind == K_LIST && *p && val) {
         char *joined = malloc(strlen(*p) + strlen(val) + 2);
         if (!joined) return TUSK_ENOMEM;
         sprintf(joined, "%s,%s", *p, val);
@@ -404,7 +405,7 @@ int tusk_conf_parse(tusk_conf_t *c, int argc, char **argv, char *err, size_t err
 
 void tusk_conf_dispose(tusk_conf_t *c) {
   for (size_t i = 0; i < TUSK_ARRAY_SIZE(keys); i++) {
-    if (keys[i].kind == K_STR) {
+    if (keys[i].kind == K_STR || keys[i].kind == K_LIST) {
       char **p = (char **)((char *)c + keys[i].offset);
       free(*p);
       *p = NULL;

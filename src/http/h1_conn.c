@@ -214,7 +214,7 @@ static void finish_request(tusk_h1_conn_t *c) {
   tusk_buf_dispose(&c->php_head);
   tusk_buf_reset(&c->php_body);
   if (c->php_body.cap > 1024 * 1024) tusk_buf_dispose(&c->php_body);
-  c->have_head = c->streaming = c->php_done = 0;
+  c->streaming = 0;
   c->sent_continue = 0;
   c->sent = 0;
   c->status = 0;
@@ -488,7 +488,7 @@ static int add_header_vars(tusk_h1_conn_t *c, tusk_chan_req_builder_t *b) {
   return 0;
 }
 
-static void dispatch_php(tusk_h1_conn_t *c, tusk_route_t *r, const char *path, const char *query,
+static void dispatch_php(tusk_h1_conn_t *c, const tusk_route_t *r, const char *query,
                          size_t query_len, const char *uri, size_t uri_len) {
   const tusk_conf_t *conf = c->ctx->conf;
   tusk_buf_reset(&c->reqframe);
@@ -553,7 +553,6 @@ static void dispatch_php(tusk_h1_conn_t *c, tusk_route_t *r, const char *path, c
     respond_simple(c, 500, NULL, 1);
     return;
   }
-  (void)path;
   c->state = ST_PHP;
   uv_timer_stop(&c->timer);
   if (c->ctx->php_submit(c) != 0) {
@@ -618,18 +617,15 @@ static void dispatch(tusk_h1_conn_t *c) {
     reject(c, -n, "bad request path");
     return;
   }
-  tusk_route_t *r = malloc(sizeof *r);
-  if (!r) {
-    respond_simple(c, 500, NULL, 1);
-    return;
-  }
+  /* On the stack: routing needs no allocation per request. */
+  tusk_route_t route, *r = &route;
   tusk_route_cached(c->ctx->route_cache, &c->ctx->docroot, path, now_ms(c), r);
   switch (r->kind) {
     case TUSK_ROUTE_STATIC:
       serve_static(c, r);
       break;
     case TUSK_ROUTE_PHP:
-      dispatch_php(c, r, path, query, ql, t, tl);
+      dispatch_php(c, r, query, ql, t, tl);
       break;
     case TUSK_ROUTE_REDIRECT: {
       tusk_buf_t h;
@@ -655,7 +651,6 @@ static void dispatch(tusk_h1_conn_t *c) {
       respond_simple(c, r->status, NULL, 0);
       break;
   }
-  free(r);
 }
 
 static void process(tusk_h1_conn_t *c) {
@@ -883,7 +878,6 @@ void tusk_h1_php_info(tusk_h1_conn_t *c, const char *payload, size_t len) {
 void tusk_h1_php_head(tusk_h1_conn_t *c, const char *payload, size_t len) {
   tusk_buf_reset(&c->php_head);
   tusk_buf_append(&c->php_head, payload, len);
-  c->have_head = 1;
 }
 
 /* Appends one piece of a streamed body, chunk-framed on HTTP/1.1. */

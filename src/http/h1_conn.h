@@ -83,10 +83,8 @@ struct tusk_h1_conn_s {
   uint16_t seq;
   tusk_buf_t php_head; /* HEAD frame payload until the response starts */
   tusk_buf_t php_body; /* buffered BODY bytes */
-  int have_head;
   int streaming;
   long long stream_left; /* streaming with PHP's Content-Length: bytes still due; -1: chunked */
-  int php_done;
   /* Static file body still to send. */
   int file_fd;
   off_t file_off;

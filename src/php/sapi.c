@@ -5,7 +5,6 @@
 
 #include <errno.h>
 #include <limits.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +21,6 @@
 #include "SAPI.h"
 #include "php_main.h"
 #include "php_variables.h"
-#include "ext/standard/info.h"
 #include "main/php_output.h"
 #include "zend_exceptions.h"
 #include "zend_signal.h"
@@ -32,19 +30,13 @@
 #define TUSK_BODY_CHUNK (256 * 1024)
 
 typedef struct tusk_php_req_s {
-  const tusk_php_sink_t *sink;
-  uint16_t seq;
-  const tusk_chan_var_t *vars;
-  int nvars;
-  const char *body;
-  size_t bodylen;
+  tusk_php_job_t job; /* the request: sink, seq, variables, body */
   size_t body_off;
   const char *cookie;
   tusk_buf_t frames; /* frames not yet written to the channel */
   tusk_buf_t out;    /* body bytes not yet framed */
   int finished;      /* fastcgi_finish_request() ended the response */
   int aborted;       /* the client went away */
-  int streaming;     /* a BODY frame with FLUSH was sent */
   int chan_broken;
 } tusk_php_req_t;
 
@@ -52,7 +44,6 @@ static tusk_php_req_t R;
 static int last_request; /* the worker stops after this request: no IDLE */
 
 void tusk_php_set_last_request(int last) { last_request = last; }
-static int opcache_reset_pending;
 
 /* Like php-fpm, a script runs with its own folder as the working directory.
  * PHP would chdir() there and back for every request (getcwd + 2 chdir);
@@ -98,7 +89,7 @@ static void frames_send(void) {
     tusk_buf_reset(&R.frames);
     return;
   }
-  if (R.sink->write(R.sink->ctx, R.frames.data, R.frames.len) != 0) R.chan_broken = 1;
+  if (R.job.sink->write(R.job.sink->ctx, R.frames.data, R.frames.len) != 0) R.chan_broken = 1;
   tusk_buf_reset(&R.frames);
 }
 
@@ -106,8 +97,7 @@ static void frames_send(void) {
 static void body_frame(uint8_t flags) {
   if (R.out.len == 0 && !(flags & TUSK_CHAN_F_FLUSH)) return;
   if (!R.finished && !R.aborted) {
-    tusk_chan_put(&R.frames, TUSK_CHAN_BODY, flags, R.seq, R.out.data, R.out.len);
-    if (flags & TUSK_CHAN_F_FLUSH) R.streaming = 1;
+    tusk_chan_put(&R.frames, TUSK_CHAN_BODY, flags, R.job.seq, R.out.data, R.out.len);
   }
   tusk_buf_reset(&R.out);
 }
@@ -116,7 +106,7 @@ static void body_frame(uint8_t flags) {
  * and, unless ignore_user_abort(), stops the script. */
 static void poll_abort(void) {
   if (R.aborted) return;
-  if (R.chan_broken || R.sink->aborted(R.sink->ctx, R.seq)) {
+  if (R.chan_broken || R.job.sink->aborted(R.job.sink->ctx, R.job.seq)) {
     R.aborted = 1;
     tusk_buf_reset(&R.out);
     php_handle_aborted_connection();
@@ -128,7 +118,7 @@ static void poll_abort(void) {
 static int sapi_tusk_startup(sapi_module_struct *m) { return php_module_startup(m, NULL); }
 
 static size_t sapi_tusk_ub_write(const char *str, size_t len) {
-  if (R.finished || R.aborted || !R.sink) return len;
+  if (R.finished || R.aborted || !R.job.sink) return len;
   tusk_buf_append(&R.out, str, len);
   if (R.out.len >= TUSK_BODY_CHUNK) {
     body_frame(TUSK_CHAN_F_FLUSH);
@@ -139,7 +129,7 @@ static size_t sapi_tusk_ub_write(const char *str, size_t len) {
 }
 
 static void sapi_tusk_flush(void *ctx) {
-  if (R.finished || !R.sink || !SG(server_context)) return; /* e.g. module shutdown */
+  if (R.finished || !R.job.sink || !SG(server_context)) return; /* e.g. module shutdown */
   if (!SG(headers_sent)) sapi_send_headers();
   body_frame(TUSK_CHAN_F_FLUSH);
   frames_send();
@@ -147,7 +137,7 @@ static void sapi_tusk_flush(void *ctx) {
 }
 
 static int sapi_tusk_send_headers(sapi_headers_struct *h) {
-  if (R.finished || !R.sink) return SAPI_HEADER_SENT_SUCCESSFULLY;
+  if (R.finished || !R.job.sink) return SAPI_HEADER_SENT_SUCCESSFULLY;
   int status = h->http_response_code ? h->http_response_code : 200;
   /* A fatal "Maximum execution time" error is a gateway timeout to the client. */
   if ((PG(connection_status) & PHP_CONNECTION_TIMEOUT) && status == 500) status = 504;
@@ -210,20 +200,20 @@ static int sapi_tusk_send_headers(sapi_headers_struct *h) {
   if (status >= 100 && status < 200) {
     /* An informational response (103 Early Hints via headers_send()): out
      * now; the final head follows later. */
-    tusk_chan_put(&R.frames, TUSK_CHAN_INFO, 0, R.seq, block.data, block.len);
+    tusk_chan_put(&R.frames, TUSK_CHAN_INFO, 0, R.job.seq, block.data, block.len);
     tusk_buf_dispose(&block);
     frames_send();
     return SAPI_HEADER_SENT_SUCCESSFULLY;
   }
-  tusk_chan_put(&R.frames, TUSK_CHAN_HEAD, 0, R.seq, block.data, block.len);
+  tusk_chan_put(&R.frames, TUSK_CHAN_HEAD, 0, R.job.seq, block.data, block.len);
   tusk_buf_dispose(&block);
   return SAPI_HEADER_SENT_SUCCESSFULLY;
 }
 
 static size_t sapi_tusk_read_post(char *buf, size_t count) {
-  size_t left = R.bodylen - R.body_off;
+  size_t left = R.job.bodylen - R.body_off;
   size_t n = count < left ? count : left;
-  memcpy(buf, R.body + R.body_off, n);
+  memcpy(buf, R.job.body + R.body_off, n);
   R.body_off += n;
   return n;
 }
@@ -231,8 +221,8 @@ static size_t sapi_tusk_read_post(char *buf, size_t count) {
 static char *sapi_tusk_read_cookies(void) { return (char *)R.cookie; }
 
 static void sapi_tusk_register_variables(zval *track) {
-  for (int i = 0; i < R.nvars; i++) {
-    const tusk_chan_var_t *v = &R.vars[i];
+  for (int i = 0; i < R.job.nvars; i++) {
+    const tusk_chan_var_t *v = &R.job.vars[i];
     if (v->klen == 0 || v->key[0] == '\x01') continue;
     php_register_variable_safe((char *)v->key, v->val, v->vlen, track);
   }
@@ -245,8 +235,8 @@ static void sapi_tusk_log_message(const char *msg, int syslog_type) {
 /* getenv() sees the request's CGI variables first, as under php-fpm. */
 static char *sapi_tusk_getenv(const char *name, size_t len) {
   if (!SG(server_context)) return NULL;
-  for (int i = 0; i < R.nvars; i++) {
-    const tusk_chan_var_t *v = &R.vars[i];
+  for (int i = 0; i < R.job.nvars; i++) {
+    const tusk_chan_var_t *v = &R.job.vars[i];
     if (v->klen == len && v->key[0] != '\x01' && memcmp(v->key, name, len) == 0) return (char *)v->val;
   }
   return NULL;
@@ -261,7 +251,7 @@ static void tusk_finish_response(void) {
   php_output_end_all();
   if (!SG(headers_sent)) sapi_send_headers();
   body_frame(0);
-  tusk_chan_put(&R.frames, TUSK_CHAN_END, 0, R.seq, NULL, 0);
+  tusk_chan_put(&R.frames, TUSK_CHAN_END, 0, R.job.seq, NULL, 0);
   frames_send();
   R.finished = 1;
 }
@@ -282,8 +272,8 @@ static PHP_FUNCTION(fastcgi_finish_request) {
 static PHP_FUNCTION(getallheaders) {
   ZEND_PARSE_PARAMETERS_NONE();
   array_init(return_value);
-  for (int i = 0; i < R.nvars; i++) {
-    const tusk_chan_var_t *v = &R.vars[i];
+  for (int i = 0; i < R.job.nvars; i++) {
+    const tusk_chan_var_t *v = &R.job.vars[i];
     if (v->klen < 2 || v->key[0] != '\x01') continue;
     add_assoc_stringl_ex(return_value, v->key + 1, v->klen - 1, (char *)v->val, v->vlen);
   }
@@ -428,10 +418,10 @@ static void worker_request_shutdown(void) {
 static void worker_finish_frames(int idle) {
   if (!R.finished) {
     body_frame(0);
-    tusk_chan_put(&R.frames, TUSK_CHAN_END, 0, R.seq, NULL, 0);
+    tusk_chan_put(&R.frames, TUSK_CHAN_END, 0, R.job.seq, NULL, 0);
   }
   /* A worker about to stop must not be given another request. */
-  if (idle) tusk_chan_put(&R.frames, TUSK_CHAN_IDLE, 0, R.seq, NULL, 0);
+  if (idle) tusk_chan_put(&R.frames, TUSK_CHAN_IDLE, 0, R.job.seq, NULL, 0);
   frames_send();
   if (R.out.cap > 4 * TUSK_BODY_CHUNK) tusk_buf_dispose(&R.out);
   if (R.frames.cap > 4 * TUSK_BODY_CHUNK) tusk_buf_dispose(&R.frames);
@@ -636,20 +626,11 @@ static void handle_request(INTERNAL_FUNCTION_PARAMETERS) {
   if (W.stop || !W.io->next(W.io->ctx, &job)) {
     /* Re-open a request for the script's remaining code and for
      * php_request_shutdown(), which expects one. */
-    R.sink = &discard_sink;
-    R.vars = NULL;
-    R.nvars = 0;
-    R.body = NULL;
-    R.bodylen = 0;
+    R.job = (tusk_php_job_t){&discard_sink, 0, NULL, 0, NULL, 0};
     worker_request_startup();
     RETURN_FALSE;
   }
-  R.sink = job.sink;
-  R.seq = job.seq;
-  R.vars = job.vars;
-  R.nvars = job.nvars;
-  R.body = job.body;
-  R.bodylen = job.bodylen;
+  R.job = job;
   if (!worker_request_startup()) {
     TUSK_ERROR("worker request startup failed");
   }
@@ -721,20 +702,22 @@ static PHP_FUNCTION(tusk_after_fork) {
 
 void tusk_php_after_fork(void) {
   if (Z_TYPE(after_fork_fns) != IS_ARRAY) return;
-  zval *fn;
-  ZEND_HASH_FOREACH_VAL(Z_ARRVAL(after_fork_fns), fn) {
-    zval ret;
-    ZVAL_UNDEF(&ret);
-    zend_try {
+  /* One try around the loop: a fatal error in a hook ends the hooks (the
+   * error is logged; the worker then serves as it can). */
+  zend_try {
+    zval *fn;
+    ZEND_HASH_FOREACH_VAL(Z_ARRVAL(after_fork_fns), fn) {
+      zval ret;
+      ZVAL_UNDEF(&ret);
       call_user_function(NULL, NULL, fn, &ret, 0, NULL);
-    } zend_end_try();
-    zval_ptr_dtor(&ret);
-    if (EG(exception)) {
-      zend_exception_error(EG(exception), E_ERROR | E_DONT_BAIL);
-      zend_clear_exception();
+      zval_ptr_dtor(&ret);
+      if (EG(exception)) {
+        zend_exception_error(EG(exception), E_ERROR | E_DONT_BAIL);
+        zend_clear_exception();
+      }
     }
-  }
-  ZEND_HASH_FOREACH_END();
+    ZEND_HASH_FOREACH_END();
+  } zend_end_try();
 }
 static PHP_FUNCTION(tusk_handle_request) { handle_request(INTERNAL_FUNCTION_PARAM_PASSTHRU); }
 
@@ -779,7 +762,7 @@ int tusk_php_worker_run(const char *script, const tusk_php_worker_io_t *io) {
   boot_vars[0] = (tusk_chan_var_t){k1, sizeof k1 - 1, script, (uint32_t)strlen(script)};
   boot_vars[1] = (tusk_chan_var_t){k2, sizeof k2 - 1, "1", 1};
   boot_vars[2] = (tusk_chan_var_t){k3, sizeof k3 - 1, "1", 1};
-  tusk_php_run(&discard_sink, 0, boot_vars, 3, "", 0);
+  tusk_php_run(&(tusk_php_job_t){&discard_sink, 0, boot_vars, 3, "", 0});
   W.active = 0;
   if (!W.booted) return TUSK_PHP_WORKER_BOOT_FAILED;
   if (W.exception) return TUSK_PHP_WORKER_FAILED;
@@ -855,7 +838,7 @@ void tusk_php_opcache_reset(void) {
   static const int sigs[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGPROF};
   struct sigaction saved[sizeof sigs / sizeof sigs[0]];
   for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], NULL, &saved[i]);
-  R.sink = NULL;
+  R.job.sink = NULL;
   SG(server_context) = NULL;
   if (php_request_startup() == SUCCESS) {
     zend_try {
@@ -882,10 +865,10 @@ void tusk_php_shutdown(void) {
 
 static const char *var(const char *name, size_t *len) {
   size_t nl = strlen(name);
-  for (int i = 0; i < R.nvars; i++) {
-    if (R.vars[i].klen == nl && memcmp(R.vars[i].key, name, nl) == 0) {
-      if (len) *len = R.vars[i].vlen;
-      return R.vars[i].val;
+  for (int i = 0; i < R.job.nvars; i++) {
+    if (R.job.vars[i].klen == nl && memcmp(R.job.vars[i].key, name, nl) == 0) {
+      if (len) *len = R.job.vars[i].vlen;
+      return R.job.vars[i].val;
     }
   }
   return NULL;
@@ -900,7 +883,7 @@ static void fill_request_info(void) {
   const char *auth = var("HTTP_AUTHORIZATION", NULL);
   R.cookie = var("HTTP_COOKIE", NULL);
   R.body_off = 0;
-  R.finished = R.aborted = R.streaming = R.chan_broken = 0;
+  R.finished = R.aborted = R.chan_broken = 0;
   tusk_buf_reset(&R.frames);
   tusk_buf_reset(&R.out);
 
@@ -910,7 +893,7 @@ static void fill_request_info(void) {
   SG(request_info).request_uri = (char *)var("REQUEST_URI", NULL);
   SG(request_info).path_translated = (char *)script;
   SG(request_info).content_type = (ctype && ctype[0]) ? ctype : NULL;
-  SG(request_info).content_length = (zend_long)R.bodylen;
+  SG(request_info).content_length = (zend_long)R.job.bodylen;
   SG(request_info).proto_num = (proto && !strcmp(proto, "HTTP/1.0")) ? 1000 : 1001;
   SG(request_info).headers_only = method && !strcmp(method, "HEAD");
   SG(sapi_headers).http_response_code = 200;
@@ -918,14 +901,9 @@ static void fill_request_info(void) {
   enter_script_dir(script);
 }
 
-int tusk_php_run(const tusk_php_sink_t *sink, uint16_t seq, const tusk_chan_var_t *vars, int nvars,
-                 const char *body, size_t bodylen) {
-  R.sink = sink;
-  R.seq = seq;
-  R.vars = vars;
-  R.nvars = nvars;
-  R.body = body;
-  R.bodylen = bodylen;
+int tusk_php_run(const tusk_php_job_t *job) {
+  R.job = *job;
+  uint16_t seq = job->seq;
 
   fill_request_info();
   const char *script = var("SCRIPT_FILENAME", NULL);

@@ -47,20 +47,8 @@ typedef struct tusk_php_sink_s {
   void *ctx;
 } tusk_php_sink_t;
 
-/* Runs one request. vars and body point into the REQ frame. Writes the
- * whole response, then END and IDLE frames, to the sink. Returns 0, or a
- * negative code when the sink broke (a pooled worker then exits). Not
- * reentrant: never call it from a sink callback. */
-int tusk_php_run(const tusk_php_sink_t *sink, uint16_t seq, const tusk_chan_var_t *vars, int nvars,
-                 const char *body, size_t bodylen);
-
-/* The next tusk_php_run() is this worker's last: no IDLE frame after it. */
-void tusk_php_set_last_request(int last);
-
-/* ---- worker mode ----------------------------------------------------------- */
-
-/* One request handed to a worker script. Pointers stay valid until the
- * next call to next(). */
+/* One request: where its response goes, and the REQ frame's variables
+ * and body (pointers into the frame; valid while the request runs). */
 typedef struct tusk_php_job_s {
   const tusk_php_sink_t *sink;
   uint16_t seq;
@@ -69,6 +57,17 @@ typedef struct tusk_php_job_s {
   const char *body;
   size_t bodylen;
 } tusk_php_job_t;
+
+/* Runs one request (a classic script). Writes the
+ * whole response, then END and IDLE frames, to the sink. Returns 0, or a
+ * negative code when the sink broke (a pooled worker then exits). Not
+ * reentrant: never call it from a sink callback. */
+int tusk_php_run(const tusk_php_job_t *job);
+
+/* The next tusk_php_run() is this worker's last: no IDLE frame after it. */
+void tusk_php_set_last_request(int last);
+
+/* ---- worker mode ----------------------------------------------------------- */
 
 typedef struct tusk_php_worker_limits_s {
   uint64_t max_requests; /* 0: unlimited */
@@ -79,7 +78,8 @@ typedef struct tusk_php_worker_limits_s {
 /* How a worker script gets its requests (pooled: the channel; direct: the
  * worker's own event loop). */
 typedef struct tusk_php_worker_io_s {
-  /* Blocks until a request arrives and fills job; returns 0 when the
+  /* Blocks until a request arrives and fills job (valid until the next
+   * call); returns 0 when the
    * worker must stop (frankenphp_handle_request() then returns false). */
   int (*next)(void *ctx, tusk_php_job_t *job);
   void (*ready)(void *ctx); /* booted: the first next() follows */

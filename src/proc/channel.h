@@ -1,8 +1,8 @@
 /* The channel between the master (HTTP event loop) and one PHP worker: a
  * SOCK_STREAM socketpair carrying length-prefixed frames.
  *
- *   master -> worker: REQ (a complete request), ABORT (client went away),
- *                     QUIT (finish and exit)
+ *   master -> worker: REQ (a complete request), ABORT (client went away);
+ *                     closing the channel tells the worker to exit
  *   worker -> master: HEAD (status + header block), BODY (response bytes),
  *                     END (response complete), IDLE (ready for the next REQ),
  *                     INFO (a 1xx head, e.g. 103 Early Hints, before HEAD)
@@ -21,7 +21,6 @@
 enum {
   TUSK_CHAN_REQ = 1,
   TUSK_CHAN_ABORT = 2,
-  TUSK_CHAN_QUIT = 3,
   TUSK_CHAN_HEAD = 10,
   TUSK_CHAN_BODY = 11,
   TUSK_CHAN_END = 12,
@@ -31,7 +30,6 @@ enum {
 
 /* Frame flags. */
 #define TUSK_CHAN_F_FLUSH 1u   /* BODY: send to the client now (streaming) */
-#define TUSK_CHAN_F_TIMEOUT 2u /* END: PHP hit max_execution_time */
 
 #define TUSK_CHAN_HDR 8u
 #define TUSK_CHAN_MAX_FRAME (1u << 30)

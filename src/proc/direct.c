@@ -140,7 +140,7 @@ static void run_one(tusk_h1_conn_t *c) {
     D.exit_code = 3; /* TUSK_PHP_WORKER_RECYCLE */
     begin_drain();
   }
-  tusk_php_run(job.sink, job.seq, job.vars, job.nvars, job.body, job.bodylen);
+  tusk_php_run(&job);
   job_done(c);
 }
 

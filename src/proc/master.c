@@ -219,12 +219,6 @@ static void on_worker_handle_close(uv_handle_t *h) {
   free(w);
 }
 
-static int live_workers(void) {
-  int n = 0;
-  for (tusk_worker_t *w = M.workers; w; w = w->next) n++;
-  return n;
-}
-
 static void maybe_exit(void) {
   if (M.draining && M.http.nconns == 0 && M.workers == NULL) {
     TUSK_INFO("stopped");
@@ -996,7 +990,6 @@ int tusk_master_run(tusk_conf_t *conf, const char *argv0) {
             port, conf->workers, conf->direct ? "direct" : "pooled", fc ? ", front controller /" : "", fc ? fc : "",
             conf->worker_script ? ", worker script " : "", conf->worker_script ? conf->worker_script : "");
   uv_run(M.loop, UV_RUN_DEFAULT);
-  (void)live_workers;
   tusk_http_ctx_dispose(h);
   if (M.conf->direct) {
     for (int i = 0; i < M.conf->workers; i++) close(M.listen_fds[i]);

@@ -63,7 +63,7 @@ typedef struct chan_reader_s {
   int failed;
 } chan_reader_t;
 
-/* Blocks until a REQ frame arrives; returns 1 with job filled, 0 on QUIT or
+/* Blocks until a REQ frame arrives; returns 1 with job filled, 0
  * when the master closed the channel, -1 on a broken frame. */
 static int chan_next_req(chan_reader_t *r, tusk_php_job_t *job) {
   tusk_buf_consume(&r->in, r->consumed_next);
@@ -91,7 +91,6 @@ static int chan_next_req(chan_reader_t *r, tusk_php_job_t *job) {
       TUSK_ERROR("bad frame from the master; exiting");
       return -1;
     }
-    if (f.type == TUSK_CHAN_QUIT) return 0;
     if (f.type != TUSK_CHAN_REQ) { /* an ABORT for a request that already ended */
       tusk_buf_consume(&r->in, (size_t)n);
       continue;
@@ -284,7 +283,7 @@ void tusk_worker_main(const tusk_conf_t *conf, int chan_fd, int index) {
     }
     int last = conf->max_requests && served + 1 >= (uint64_t)conf->max_requests;
     tusk_php_set_last_request(last);
-    if (tusk_php_run(job.sink, job.seq, job.vars, job.nvars, job.body, job.bodylen) != 0) break;
+    if (tusk_php_run(&job) != 0) break;
     if (conf->max_requests && ++served >= (uint64_t)conf->max_requests) {
       TUSK_INFO("served %llu requests (--max-requests %d): recycling this worker", (unsigned long long)served,
                 conf->max_requests);

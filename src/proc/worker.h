@@ -2,7 +2,7 @@
  * the response frames back. Classic mode runs a script per request; with
  * conf->worker_script the worker script runs once and takes requests
  * through frankenphp_handle_request(). It says IDLE when ready. Runs until
- * QUIT, EOF on the channel, a limit (exit 3), or a failure. Never returns:
+ * EOF on the channel (the master closed it), a limit (exit 3), or a failure. Never returns:
  * it calls _exit() with 0 or a TUSK_PHP_WORKER_* code. With index < 0 it
  * is the template (--worker-template): it boots the worker script, says
  * READY on chan_fd and forks workers on request. */

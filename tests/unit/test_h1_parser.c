@@ -8,29 +8,7 @@
 #include "core/common.h"
 #include "http/h1_parser.h"
 
-static int passed, failed;
-
-#define CHECK(cond)                                                         \
-  do {                                                                      \
-    if (cond) {                                                             \
-      passed++;                                                             \
-    } else {                                                                \
-      failed++;                                                             \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-    }                                                                       \
-  } while (0)
-
-#define CHECK_EQ(a, b)                                                               \
-  do {                                                                               \
-    long long a_ = (long long)(a), b_ = (long long)(b);                              \
-    if (a_ == b_) {                                                                  \
-      passed++;                                                                      \
-    } else {                                                                         \
-      failed++;                                                                      \
-      fprintf(stderr, "%s:%d: %s == %lld, expected %lld\n", __FILE__, __LINE__, #a, a_, \
-              b_);                                                                   \
-    }                                                                                \
-  } while (0)
+#include "check.h"
 
 #define MAX_FIELDS 64
 
@@ -742,6 +720,5 @@ int main(void) {
   test_chunked_errors();
   test_chunked_limits();
   test_chunked_splits();
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  TUSK_CHECK_REPORT();
 }

@@ -9,17 +9,7 @@
 #include "http/static.h"
 #include "proc/channel.h"
 
-static int passed, failed;
-
-#define CHECK(cond)                                                   \
-  do {                                                                \
-    if (cond) {                                                       \
-      passed++;                                                       \
-    } else {                                                          \
-      failed++;                                                       \
-      fprintf(stderr, "%s:%d: FAILED: %s\n", __FILE__, __LINE__, #cond); \
-    }                                                                 \
-  } while (0)
+#include "check.h"
 
 static void norm(const char *in, const char *want) {
   char out[256];
@@ -125,6 +115,5 @@ int main(void) {
   CHECK(tusk_chan_req_parse(payload, fr.len, vars, 1, &body, &bodylen) < 0);
   tusk_buf_dispose(&f);
 
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  TUSK_CHECK_REPORT();
 }
