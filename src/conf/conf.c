@@ -239,6 +239,11 @@ static int finish(tusk_conf_t *c, const char *docroot, char *err, size_t errlen)
     snprintf(err, errlen, "header limits are too small (max-headers >= 1, max-header-size >= 64, max-uri >= 16)");
     return TUSK_EPROTO;
   }
+  /* Each connection holds an array of max-headers fields. */
+  if (c->max_headers > 10000) {
+    snprintf(err, errlen, "--max-headers must be 10000 or less, got %zu", c->max_headers);
+    return TUSK_EPROTO;
+  }
   if (c->max_connections < 1) c->max_connections = 1;
 
   c->front_controller_auto = 0;

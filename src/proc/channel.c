@@ -1,5 +1,6 @@
 #include "proc/channel.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/common.h"
@@ -72,6 +73,22 @@ int tusk_chan_req_end(tusk_chan_req_builder_t *b, const char *body, size_t bodyl
   if (payload > TUSK_CHAN_MAX_FRAME) return TUSK_ELIMIT;
   put_u32(b->out->data + b->start, (uint32_t)payload);
   return 0;
+}
+
+int tusk_chan_req_parse_all(const char *payload, size_t len, tusk_chan_var_t **vars, size_t *cap,
+                            const char **body, size_t *bodylen) {
+  if (len < 4) return TUSK_EPROTO;
+  uint32_t n = get_u32(payload);
+  /* Each variable takes at least 8 payload bytes: a bound on n. */
+  if ((uint64_t)n * 8 > len) return TUSK_EPROTO;
+  if (n > *cap) {
+    size_t want = TUSK_MAX((size_t)n, (size_t)64);
+    tusk_chan_var_t *p = realloc(*vars, want * sizeof *p);
+    if (!p) return TUSK_ENOMEM;
+    *vars = p;
+    *cap = want;
+  }
+  return tusk_chan_req_parse(payload, len, *vars, *cap, body, bodylen);
 }
 
 int tusk_chan_req_parse(const char *payload, size_t len, tusk_chan_var_t *vars, size_t max,

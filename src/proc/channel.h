@@ -79,4 +79,12 @@ typedef struct tusk_chan_var_s {
 int tusk_chan_req_parse(const char *payload, size_t len, tusk_chan_var_t *vars, size_t max,
                         const char **body, size_t *bodylen);
 
+/* Like tusk_chan_req_parse(), into *vars grown (realloc) to hold every
+ * variable of the frame: a request's header count is bounded by
+ * --max-headers, not by a fixed array here. *vars and *cap start as
+ * NULL/0 and stay owned by the caller. Returns the number of vars,
+ * TUSK_EPROTO or TUSK_ENOMEM. */
+int tusk_chan_req_parse_all(const char *payload, size_t len, tusk_chan_var_t **vars, size_t *cap,
+                            const char **body, size_t *bodylen);
+
 #endif

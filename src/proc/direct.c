@@ -91,12 +91,13 @@ static void begin_drain(void);
 
 /* Splits c's REQ frame into a job whose sink is c itself. */
 static int make_job(tusk_h1_conn_t *c, tusk_php_job_t *job, tusk_php_sink_t *sink) {
-  static tusk_chan_var_t vars[576];
+  static tusk_chan_var_t *vars; /* grown to the largest request seen */
+  static size_t cap;
   tusk_chan_frame_t f;
   const char *payload, *body;
   size_t bodylen;
   if (tusk_chan_get(c->reqframe.data, c->reqframe.len, &f, &payload) < 0) return -1;
-  int nv = tusk_chan_req_parse(payload, f.len, vars, TUSK_ARRAY_SIZE(vars), &body, &bodylen);
+  int nv = tusk_chan_req_parse_all(payload, f.len, &vars, &cap, &body, &bodylen);
   if (nv < 0) return -1;
   *sink = (tusk_php_sink_t){direct_write, direct_aborted, c};
   *job = (tusk_php_job_t){sink, f.seq, vars, nv, body, bodylen};
@@ -132,7 +133,10 @@ static tusk_h1_conn_t *queue_pop(void) {
 static void run_one(tusk_h1_conn_t *c) {
   tusk_php_job_t job;
   tusk_php_sink_t sink;
-  if (make_job(c, &job, &sink) != 0) return;
+  if (make_job(c, &job, &sink) != 0) {
+    tusk_h1_php_fail(c, 500); /* never leave the client waiting */
+    return;
+  }
   if (D.conf->max_requests && D.served + 1 >= (uint64_t)D.conf->max_requests && !D.http.draining) {
     /* The last one: drain first, so its response says Connection: close. */
     TUSK_INFO("request %llu of --max-requests %d: recycling this worker after it",
@@ -151,7 +155,10 @@ static int worker_next(void *ctx, tusk_php_job_t *job) {
   for (;;) {
     tusk_h1_conn_t *c = queue_pop();
     if (c) {
-      if (make_job(c, job, &sink) != 0) continue;
+      if (make_job(c, job, &sink) != 0) {
+        tusk_h1_php_fail(c, 500);
+        continue;
+      }
       D.current = c;
       return 1;
     }

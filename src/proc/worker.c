@@ -18,7 +18,6 @@
 #include "php/sapi.h"
 #include "proc/channel.h"
 
-#define TUSK_MAX_VARS 512
 
 static int write_all(int fd, const char *p, size_t n) {
   while (n > 0) {
@@ -58,7 +57,8 @@ typedef struct chan_reader_s {
   int fd;
   tusk_buf_t in;
   size_t consumed_next; /* bytes of the REQ handed out last, dropped on the next call */
-  tusk_chan_var_t vars[TUSK_MAX_VARS + 64];
+  tusk_chan_var_t *vars; /* grown to the largest request seen */
+  size_t nvars_cap;
   tusk_php_sink_t sink;
   int failed;
 } chan_reader_t;
@@ -97,7 +97,7 @@ static int chan_next_req(chan_reader_t *r, tusk_php_job_t *job) {
     }
     const char *body;
     size_t bodylen;
-    int nv = tusk_chan_req_parse(payload, f.len, r->vars, TUSK_ARRAY_SIZE(r->vars), &body, &bodylen);
+    int nv = tusk_chan_req_parse_all(payload, f.len, &r->vars, &r->nvars_cap, &body, &bodylen);
     if (nv < 0) {
       TUSK_ERROR("malformed request frame from the master; exiting");
       return -1;

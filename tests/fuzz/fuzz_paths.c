@@ -71,16 +71,22 @@ static void check_static(const uint8_t *d, size_t len) {
 }
 
 static void check_channel(const uint8_t *d, size_t len) {
-  tusk_chan_var_t vars[64];
+  tusk_chan_var_t *vars = NULL;
+  size_t cap = 0;
   const char *body;
   size_t bodylen;
-  int n = tusk_chan_req_parse((const char *)d, len, vars, 64, &body, &bodylen);
-  if (n < 0) return;
+  int n = tusk_chan_req_parse_all((const char *)d, len, &vars, &cap, &body, &bodylen);
+  if (n < 0) {
+    free(vars);
+    return;
+  }
+  assert((size_t)n <= cap);
   for (int i = 0; i < n; i++) {
     assert(vars[i].key >= (const char *)d && vars[i].val + vars[i].vlen <= (const char *)d + len);
     assert(vars[i].key[vars[i].klen] == '\0' && vars[i].val[vars[i].vlen] == '\0');
   }
   assert(body >= (const char *)d && body + bodylen <= (const char *)d + len);
+  free(vars);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

@@ -900,3 +900,23 @@ def test_random_mutated_requests_never_crash_the_server(checked_server, php_case
     assert "Segmentation" not in s.log() and "core dumped" not in s.log()
     assert len(s.worker_pids()) == 2
     stop_cleanly(s)
+
+
+def test_many_headers_under_a_raised_limit_reach_php(start_server, php_case):
+    """--max-headers can be raised; every header must then still reach PHP.
+    (The workers once had a fixed array of variables: 400 headers gave a 502
+    and a worker restart in pooled mode and a hung client in direct mode.)"""
+    s = start_server(php_case("http"), "--max-headers", "1000")
+    names = ["X-H%d" % i for i in range(400)]
+    head = "".join("%s: v%d\r\n" % (n, i) for i, n in enumerate(names))
+    raw = ("GET /headers.php HTTP/1.1\r\nHost: x\r\n" + head + "Connection: close\r\n\r\n").encode()
+    (status, _, body), = parse_responses(raw_request(s.port, raw))
+    assert (status, body) == (200, b"400 400 v399")
+    assert "malformed" not in s.log() and "exited" not in s.log()
+
+
+def test_max_headers_has_an_upper_bound():
+    import subprocess
+    from conftest import TUSK_BIN
+    r = subprocess.run([TUSK_BIN, "serve", "--max-headers", "1000000"], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--max-headers" in r.stderr

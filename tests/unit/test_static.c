@@ -1,6 +1,7 @@
 /* Unit tests for request path normalisation, static file conditionals and
  * ranges, and the channel framing. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -113,6 +114,16 @@ int main(void) {
   CHECK(bodylen == 5 && !memcmp(body, "body!", 5));
   CHECK(tusk_chan_req_parse(payload, fr.len - 1, vars, 8, &body, &bodylen) < 0);
   CHECK(tusk_chan_req_parse(payload, fr.len, vars, 1, &body, &bodylen) < 0);
+  /* The growing parser takes any count the frame really holds... */
+  tusk_chan_var_t *all = NULL;
+  size_t cap = 0;
+  CHECK(tusk_chan_req_parse_all(payload, fr.len, &all, &cap, &body, &bodylen) == 2 && cap >= 2);
+  /* ...but not a count the payload cannot hold (no huge allocation). */
+  char lie[16] = {0};
+  uint32_t big = 0x10000000;
+  memcpy(lie, &big, 4);
+  CHECK(tusk_chan_req_parse_all(lie, sizeof lie, &all, &cap, &body, &bodylen) < 0 && cap < 1000);
+  free(all);
   tusk_buf_dispose(&f);
 
   TUSK_CHECK_REPORT();
