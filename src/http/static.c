@@ -320,16 +320,18 @@ static int parse_range(const char *s, size_t n, off_t size, off_t *off, size_t *
   while (p < end && *p == ' ') p++;
   if (p < end && *p != ',') return 0;
   if (!has_a && !has_b) return 0;
+  /* Compare unsigned: a position past 2^63 must not turn negative. */
+  unsigned long long usize = (unsigned long long)size;
   if (!has_a) { /* suffix range */
     if (b == 0) return -1;
-    if ((off_t)b > size) b = (unsigned long long)size;
+    if (b > usize) b = usize;
     *off = size - (off_t)b;
     *len = (size_t)b;
     return size == 0 ? -1 : 1;
   }
   if (has_b && b < a) return 0;
-  if ((off_t)a >= size) return -1;
-  if (!has_b || (off_t)b >= size) b = (unsigned long long)size - 1;
+  if (a >= usize) return -1;
+  if (!has_b || b >= usize) b = usize - 1;
   *off = (off_t)a;
   *len = (size_t)(b - a + 1);
   return 1;
