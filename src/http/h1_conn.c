@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <stddef.h>
+#include <sys/socket.h>
 #include <sys/sendfile.h>
 #include <time.h>
 #include <unistd.h>
@@ -21,6 +23,7 @@ enum { TM_NONE = 0, TM_IDLE, TM_HEADER, TM_BODY, TM_LINGER };
 #define SMALL_FILE (64 * 1024)
 #define FILE_CHUNK (256 * 1024)
 #define MAX_PIPELINE_BUFFER (64 * 1024)
+#define CONN_OF(j) ((tusk_h1_conn_t *)((char *)(j) - offsetof(tusk_h1_conn_t, job)))
 
 typedef struct wreq_s {
   uv_write_t w;
@@ -491,10 +494,12 @@ static int add_header_vars(tusk_h1_conn_t *c, tusk_chan_req_builder_t *b) {
 static void dispatch_php(tusk_h1_conn_t *c, const tusk_route_t *r, const char *query,
                          size_t query_len, const char *uri, size_t uri_len) {
   const tusk_conf_t *conf = c->ctx->conf;
-  tusk_buf_reset(&c->reqframe);
+  tusk_buf_reset(&c->job.frame);
   tusk_chan_req_builder_t b;
-  c->seq++;
-  tusk_chan_req_begin(&b, &c->reqframe, c->seq);
+  c->job.seq++;
+  tusk_chan_req_begin(&b, &c->job.frame, c->job.seq);
+  snprintf(c->job.what, sizeof c->job.what, "%.*s %.*s", (int)TUSK_MIN(c->req.method_len, 16), c->req.method,
+           (int)TUSK_MIN(c->req.target_len, 100), c->req.target);
   char tmp[PATH_MAX + 64];
   tusk_chan_req_var(&b, "REQUEST_METHOD", 14, c->req.method, c->req.method_len);
   tusk_chan_req_var(&b, "REQUEST_URI", 11, uri, uri_len);
@@ -555,7 +560,7 @@ static void dispatch_php(tusk_h1_conn_t *c, const tusk_route_t *r, const char *q
   }
   c->state = ST_PHP;
   uv_timer_stop(&c->timer);
-  if (c->ctx->php_submit(c) != 0) {
+  if (c->ctx->php_submit(&c->job) != 0) {
     TUSK_WARN("all PHP workers are busy and the queue is full: 503 for %.*s", (int)uri_len, uri);
     c->state = ST_WRITE;
     respond_simple(c, 503, "Retry-After: 1\r\n", 0);
@@ -848,7 +853,8 @@ static void build_head(tusk_h1_conn_t *c, tusk_buf_t *b, long long content_lengt
   c->status = status;
 }
 
-void tusk_h1_php_info(tusk_h1_conn_t *c, const char *payload, size_t len) {
+static void php_info(tusk_http_job_t *j, const char *payload, size_t len) {
+  tusk_h1_conn_t *c = CONN_OF(j);
   if (c->closing || c->streaming || c->req.version_minor == 0 || len < 4) return;
   uint16_t st, rl;
   memcpy(&st, payload, 2);
@@ -875,7 +881,8 @@ void tusk_h1_php_info(tusk_h1_conn_t *c, const char *payload, size_t len) {
   conn_write(c, &b);
 }
 
-void tusk_h1_php_head(tusk_h1_conn_t *c, const char *payload, size_t len) {
+static void php_head(tusk_http_job_t *j, const char *payload, size_t len) {
+  tusk_h1_conn_t *c = CONN_OF(j);
   tusk_buf_reset(&c->php_head);
   tusk_buf_append(&c->php_head, payload, len);
 }
@@ -897,7 +904,8 @@ static void stream_piece(tusk_h1_conn_t *c, tusk_buf_t *b, const char *data, siz
   c->sent += len;
 }
 
-void tusk_h1_php_body(tusk_h1_conn_t *c, const char *data, size_t len, int flush) {
+static void php_body(tusk_http_job_t *j, const char *data, size_t len, int flush) {
+  tusk_h1_conn_t *c = CONN_OF(j);
   if (c->closing) return;
   if (!c->streaming && !flush) {
     tusk_buf_append(&c->php_body, data, len);
@@ -918,7 +926,8 @@ void tusk_h1_php_body(tusk_h1_conn_t *c, const char *data, size_t len, int flush
   conn_write(c, &b);
 }
 
-void tusk_h1_php_end(tusk_h1_conn_t *c) {
+static void php_end(tusk_http_job_t *j) {
+  tusk_h1_conn_t *c = CONN_OF(j);
   if (c->closing) return;
   tusk_buf_t b;
   tusk_buf_init(&b);
@@ -938,7 +947,7 @@ void tusk_h1_php_end(tusk_h1_conn_t *c) {
       c->sent = c->php_body.len;
     }
   }
-  c->worker = NULL;
+  c->job.worker = NULL;
   c->state = ST_WRITE;
   conn_write(c, &b);
   if (c->closing) return;
@@ -946,8 +955,9 @@ void tusk_h1_php_end(tusk_h1_conn_t *c) {
   process(c);
 }
 
-void tusk_h1_php_fail(tusk_h1_conn_t *c, int status) {
-  c->worker = NULL;
+static void php_fail(tusk_http_job_t *j, int status) {
+  tusk_h1_conn_t *c = CONN_OF(j);
+  c->job.worker = NULL;
   if (c->closing) return;
   if (c->streaming) {
     conn_close(c); /* the client sees a truncated chunked body */
@@ -957,6 +967,18 @@ void tusk_h1_php_fail(tusk_h1_conn_t *c, int status) {
   respond_simple(c, status, NULL, status != 503);
   if (!c->closing && c->state == ST_HEAD) process(c);
 }
+
+/* 1 when the client has closed its side (for connection_aborted()). */
+static int php_aborted(tusk_http_job_t *j) {
+  tusk_h1_conn_t *c = CONN_OF(j);
+  if (c->closing) return 1;
+  int fd;
+  if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0) return 1;
+  char b;
+  return recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
+
+static const tusk_http_job_ops_t h1_job_ops = {php_head, php_info, php_body, php_end, php_fail, php_aborted};
 
 /* ---- libuv plumbing ---------------------------------------------------------- */
 
@@ -1003,7 +1025,7 @@ static void on_close(uv_handle_t *h) {
   free(c->abs_path);
   tusk_buf_dispose(&c->in);
   tusk_buf_dispose(&c->body);
-  tusk_buf_dispose(&c->reqframe);
+  tusk_buf_dispose(&c->job.frame);
   tusk_buf_dispose(&c->php_head);
   tusk_buf_dispose(&c->php_body);
   free(c->headers);
@@ -1014,7 +1036,7 @@ static void on_close(uv_handle_t *h) {
 static void conn_close(tusk_h1_conn_t *c) {
   if (c->closing) return;
   c->closing = 1;
-  if (c->worker || c->queued) c->ctx->php_cancel(c);
+  if (c->job.worker || c->job.queued) c->ctx->php_cancel(&c->job);
   if (c->file_fd >= 0) {
     close(c->file_fd);
     c->file_fd = -1;
@@ -1032,6 +1054,7 @@ tusk_h1_conn_t *tusk_h1_conn_alloc(tusk_http_ctx_t *ctx) {
     return NULL;
   }
   c->ctx = ctx;
+  c->job.ops = &h1_job_ops;
   c->file_fd = -1;
   uv_tcp_init(ctx->loop, &c->tcp);
   c->tcp.data = c;

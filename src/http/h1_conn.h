@@ -17,6 +17,7 @@
 #include "conf/conf.h"
 #include "core/buf.h"
 #include "http/h1_parser.h"
+#include "http/job.h"
 #include "http/static.h"
 
 struct tusk_worker_s;
@@ -39,13 +40,13 @@ typedef struct tusk_http_ctx_s {
    * process's own PHP (direct mode). submit() queues c's request
    * (c->reqframe, a complete REQ frame) and returns 0, or TUSK_ELIMIT when
    * the queue is full (503). cancel() is called when c goes away while
-   * queued or running. */
+   * queued or running (see http/job.h). */
   /* Direct mode: connections are counted across all workers for
    * --max-connections (own_conns is this worker's shared counter). */
   volatile int *own_conns;
   size_t (*count_conns)(struct tusk_http_ctx_s *ctx);
-  int (*php_submit)(tusk_h1_conn_t *c);
-  void (*php_cancel)(tusk_h1_conn_t *c);
+  int (*php_submit)(tusk_http_job_t *j);
+  void (*php_cancel)(tusk_http_job_t *j);
 } tusk_http_ctx_t;
 
 /* Fills ctx from conf for a loop: limits, document root (opened here),
@@ -76,11 +77,7 @@ struct tusk_h1_conn_s {
   int status;      /* for the access log */
   uint64_t sent;   /* body bytes, for the access log */
   /* PHP hand-off (owned by the pool while queued or running). */
-  tusk_buf_t reqframe;
-  struct tusk_worker_s *worker;
-  tusk_h1_conn_t *qnext, *qprev;
-  int queued;
-  uint16_t seq;
+  tusk_http_job_t job;
   tusk_buf_t php_head; /* HEAD frame payload until the response starts */
   tusk_buf_t php_body; /* buffered BODY bytes */
   int streaming;
@@ -111,14 +108,5 @@ void tusk_h1_conn_free_unstarted(tusk_h1_conn_t *c);
  * current response. */
 void tusk_http_drain(tusk_http_ctx_t *ctx);
 
-/* Called by the worker pool with a worker's response. */
-void tusk_h1_php_head(tusk_h1_conn_t *c, const char *payload, size_t len);
-/* A 1xx informational head (INFO frame): written at once on HTTP/1.1. */
-void tusk_h1_php_info(tusk_h1_conn_t *c, const char *payload, size_t len);
-void tusk_h1_php_body(tusk_h1_conn_t *c, const char *data, size_t len, int flush);
-void tusk_h1_php_end(tusk_h1_conn_t *c);
-/* The request failed before or while PHP ran: 502, 503 or 504 when nothing
- * was sent yet, otherwise the connection is closed. */
-void tusk_h1_php_fail(tusk_h1_conn_t *c, int status);
 
 #endif

@@ -32,11 +32,11 @@ static struct {
   tusk_http_ctx_t http;
   uv_tcp_t listener;
   uv_async_t term;
-  tusk_h1_conn_t *qhead, *qtail; /* requests waiting for this process's PHP */
+  tusk_http_job_t *qhead, *qtail; /* requests waiting for this process's PHP */
   int running;
   const tusk_conf_t *conf;
   tusk_slot_t *slot;
-  tusk_h1_conn_t *current; /* worker mode: the request being handled */
+  tusk_http_job_t *current; /* worker mode: the request being handled */
   uint64_t served;
   int exit_code;
 } D;
@@ -46,7 +46,7 @@ static char worker_marker; /* c->worker while its PHP runs here */
 /* ---- the sink: frames go straight to the connection -------------------- */
 
 static int direct_write(void *ctx, const char *frames, size_t len) {
-  tusk_h1_conn_t *c = ctx;
+  tusk_http_job_t *c = ctx;
   size_t off = 0;
   while (off < len) {
     tusk_chan_frame_t f;
@@ -57,17 +57,17 @@ static int direct_write(void *ctx, const char *frames, size_t len) {
     if (c->worker != (void *)&worker_marker) continue; /* the connection went away */
     switch (f.type) {
       case TUSK_CHAN_HEAD:
-        tusk_h1_php_head(c, payload, f.len);
+        c->ops->head(c, payload, f.len);
         break;
       case TUSK_CHAN_INFO:
-        tusk_h1_php_info(c, payload, f.len);
+        c->ops->info(c, payload, f.len);
         break;
       case TUSK_CHAN_BODY:
-        tusk_h1_php_body(c, payload, f.len, f.flags & TUSK_CHAN_F_FLUSH);
+        c->ops->body(c, payload, f.len, f.flags & TUSK_CHAN_F_FLUSH);
         break;
       case TUSK_CHAN_END:
         c->worker = NULL;
-        tusk_h1_php_end(c);
+        c->ops->end(c);
         break;
       default:
         break;
@@ -77,12 +77,9 @@ static int direct_write(void *ctx, const char *frames, size_t len) {
 }
 
 static int direct_aborted(void *ctx, uint16_t seq) {
-  tusk_h1_conn_t *c = ctx;
-  if (c->closing || c->worker != (void *)&worker_marker) return 1;
-  int fd;
-  if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0) return 1;
-  char b;
-  return recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+  tusk_http_job_t *c = ctx;
+  if (c->worker != (void *)&worker_marker) return 1;
+  return c->ops->aborted ? c->ops->aborted(c) : 0;
 }
 
 /* ---- the pool interface, served by this process ---------------------------- */
@@ -90,37 +87,36 @@ static int direct_aborted(void *ctx, uint16_t seq) {
 static void begin_drain(void);
 
 /* Splits c's REQ frame into a job whose sink is c itself. */
-static int make_job(tusk_h1_conn_t *c, tusk_php_job_t *job, tusk_php_sink_t *sink) {
+static int make_job(tusk_http_job_t *c, tusk_php_job_t *job, tusk_php_sink_t *sink) {
   static tusk_chan_var_t *vars; /* grown to the largest request seen */
   static size_t cap;
   tusk_chan_frame_t f;
   const char *payload, *body;
   size_t bodylen;
-  if (tusk_chan_get(c->reqframe.data, c->reqframe.len, &f, &payload) < 0) return -1;
+  if (tusk_chan_get(c->frame.data, c->frame.len, &f, &payload) < 0) return -1;
   int nv = tusk_chan_req_parse_all(payload, f.len, &vars, &cap, &body, &bodylen);
   if (nv < 0) return -1;
   *sink = (tusk_php_sink_t){direct_write, direct_aborted, c};
   *job = (tusk_php_job_t){sink, f.seq, vars, nv, body, bodylen};
   c->worker = (void *)&worker_marker;
   /* The master enforces --request-timeout from the scoreboard. */
-  snprintf(D.slot->what, sizeof D.slot->what, "%.*s %.*s", (int)TUSK_MIN(c->req.method_len, 16), c->req.method,
-           (int)TUSK_MIN(c->req.target_len, 90), c->req.target);
+  snprintf(D.slot->what, sizeof D.slot->what, "%.*s", (int)sizeof D.slot->what - 1, c->what);
   D.slot->busy_since_ms = tusk_monotonic_ms();
   return 0;
 }
 
 /* The request is over: make sure its client got an answer. */
-static void job_done(tusk_h1_conn_t *c) {
+static void job_done(tusk_http_job_t *c) {
   D.slot->busy_since_ms = 0;
   if (c && c->worker == (void *)&worker_marker) {
     c->worker = NULL; /* no END arrived (cannot happen with a healthy SAPI) */
-    tusk_h1_php_fail(c, 502);
+    c->ops->fail(c, 502);
   }
   D.served++;
 }
 
-static tusk_h1_conn_t *queue_pop(void) {
-  tusk_h1_conn_t *x = D.qhead;
+static tusk_http_job_t *queue_pop(void) {
+  tusk_http_job_t *x = D.qhead;
   if (!x) return NULL;
   D.qhead = x->qnext;
   if (D.qhead) D.qhead->qprev = NULL;
@@ -130,11 +126,11 @@ static tusk_h1_conn_t *queue_pop(void) {
   return x;
 }
 
-static void run_one(tusk_h1_conn_t *c) {
+static void run_one(tusk_http_job_t *c) {
   tusk_php_job_t job;
   tusk_php_sink_t sink;
   if (make_job(c, &job, &sink) != 0) {
-    tusk_h1_php_fail(c, 500); /* never leave the client waiting */
+    c->ops->fail(c, 500); /* never leave the client waiting */
     return;
   }
   if (D.conf->max_requests && D.served + 1 >= (uint64_t)D.conf->max_requests && !D.http.draining) {
@@ -153,10 +149,10 @@ static void run_one(tusk_h1_conn_t *c) {
 static int worker_next(void *ctx, tusk_php_job_t *job) {
   static tusk_php_sink_t sink;
   for (;;) {
-    tusk_h1_conn_t *c = queue_pop();
+    tusk_http_job_t *c = queue_pop();
     if (c) {
       if (make_job(c, job, &sink) != 0) {
-        tusk_h1_php_fail(c, 500);
+        c->ops->fail(c, 500);
         continue;
       }
       D.current = c;
@@ -174,12 +170,12 @@ static int worker_next(void *ctx, tusk_php_job_t *job) {
 static void worker_stopping(void *ctx) { begin_drain(); }
 
 static void worker_done(void *ctx) {
-  tusk_h1_conn_t *c = D.current;
+  tusk_http_job_t *c = D.current;
   D.current = NULL;
   job_done(c);
 }
 
-static int direct_submit(tusk_h1_conn_t *c) {
+static int direct_submit(tusk_http_job_t *c) {
   c->queued = 1;
   c->qnext = NULL;
   c->qprev = D.qtail;
@@ -190,13 +186,13 @@ static int direct_submit(tusk_h1_conn_t *c) {
    * request submitted from inside a response waits for the loop below. */
   if (D.conf->worker_script || D.running) return 0;
   D.running = 1;
-  tusk_h1_conn_t *x;
+  tusk_http_job_t *x;
   while ((x = queue_pop()) != NULL) run_one(x);
   D.running = 0;
   return 0;
 }
 
-static void direct_cancel(tusk_h1_conn_t *c) {
+static void direct_cancel(tusk_http_job_t *c) {
   if (c->queued) {
     if (c->qprev) c->qprev->qnext = c->qnext;
     else D.qhead = c->qnext;

@@ -49,7 +49,7 @@ typedef struct tusk_worker_s {
   int handler_failed;
   int boot_failed;
   tusk_buf_t in;
-  tusk_h1_conn_t *conn;
+  tusk_http_job_t *job;
   uint64_t started_ms;
   uint64_t requests;
   char what[160];
@@ -71,7 +71,7 @@ static struct {
   tusk_worker_t **idle;
   size_t nidle, idle_cap;
   int generation;
-  tusk_h1_conn_t *qhead, *qtail;
+  tusk_http_job_t *qhead, *qtail;
   int qlen;
   uv_signal_t sig[5];
   uv_timer_t drain_timer;
@@ -276,11 +276,11 @@ static void close_pipe(tusk_worker_t *w) {
 }
 
 static void worker_lost(tusk_worker_t *w) {
-  if (w->conn) {
-    tusk_h1_conn_t *c = w->conn;
-    w->conn = NULL;
+  if (w->job) {
+    tusk_http_job_t *c = w->job;
+    w->job = NULL;
     c->worker = NULL;
-    tusk_h1_php_fail(c, w->timed_out ? 504 : 502);
+    c->ops->fail(c, w->timed_out ? 504 : 502);
   }
   idle_remove(w);
   if (w->busy) w->lost_busy = 1;
@@ -319,30 +319,30 @@ static void on_worker_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
       return;
     }
     off += (size_t)n;
-    tusk_h1_conn_t *c = w->conn;
+    tusk_http_job_t *c = w->job;
     switch (f.type) {
       case TUSK_CHAN_HEAD:
-        if (c) tusk_h1_php_head(c, payload, f.len);
+        if (c) c->ops->head(c, payload, f.len);
         break;
       case TUSK_CHAN_INFO:
-        if (c) tusk_h1_php_info(c, payload, f.len);
+        if (c) c->ops->info(c, payload, f.len);
         break;
       case TUSK_CHAN_BODY:
-        if (c) tusk_h1_php_body(c, payload, f.len, f.flags & TUSK_CHAN_F_FLUSH);
+        if (c) c->ops->body(c, payload, f.len, f.flags & TUSK_CHAN_F_FLUSH);
         break;
       case TUSK_CHAN_END:
         /* The request timeout keeps running: a script may go on after
          * fastcgi_finish_request(), and it is bounded too (until IDLE). */
         if (c) {
-          w->conn = NULL;
+          w->job = NULL;
           c->worker = NULL;
-          tusk_h1_php_end(c);
+          c->ops->end(c);
         }
         break;
       case TUSK_CHAN_IDLE:
         w->ready = 1;
         uv_timer_stop(&w->timer);
-        w->conn = NULL;
+        w->job = NULL;
         w->busy = 0;
         w->requests++;
         if (w->retiring || M.draining) {
@@ -380,7 +380,7 @@ static void on_request_timeout(uv_timer_t *t) {
   tusk_worker_t *w = t->data;
   TUSK_ERROR("worker %d (pid %d): %s ran past --request-timeout %gs%s, replacing the worker", w->index,
              (int)w->pid, w->what, M.conf->request_timeout,
-             w->conn ? ": 504" : " (after its response was sent)");
+             w->job ? ": 504" : " (after its response was sent)");
   w->timed_out = 1;
   kill(w->pid, SIGKILL);
 }
@@ -617,16 +617,15 @@ static void register_worker(int index, pid_t pid, int fd, uv_stream_t *accept_fr
 
 /* ---- the queue --------------------------------------------------------------------------- */
 
-static void start_on(tusk_worker_t *w, tusk_h1_conn_t *c) {
+static void start_on(tusk_worker_t *w, tusk_http_job_t *c) {
   idle_remove(w);
   w->busy = 1;
-  w->conn = c;
+  w->job = c;
   w->timed_out = 0;
   c->worker = w;
-  snprintf(w->what, sizeof w->what, "%.*s %.*s", (int)TUSK_MIN(c->req.method_len, 16), c->req.method,
-           (int)TUSK_MIN(c->req.target_len, 120), c->req.target);
+  snprintf(w->what, sizeof w->what, "%s", c->what);
   if (M.conf->request_timeout > 0) uv_timer_start(&w->timer, on_request_timeout, (uint64_t)(M.conf->request_timeout * 1000), 0);
-  worker_send(w, &c->reqframe);
+  worker_send(w, &c->frame);
 }
 
 static tusk_worker_t *take_idle(void) {
@@ -642,7 +641,7 @@ static void pump_queue(void) {
   while (M.qhead) {
     tusk_worker_t *w = take_idle();
     if (!w) return;
-    tusk_h1_conn_t *c = M.qhead;
+    tusk_http_job_t *c = M.qhead;
     M.qhead = c->qnext;
     if (M.qhead) M.qhead->qprev = NULL;
     else M.qtail = NULL;
@@ -653,7 +652,7 @@ static void pump_queue(void) {
   }
 }
 
-static int pool_submit(tusk_h1_conn_t *c) {
+static int pool_submit(tusk_http_job_t *c) {
   tusk_worker_t *w = M.qhead ? NULL : take_idle();
   if (w) {
     start_on(w, c);
@@ -670,7 +669,7 @@ static int pool_submit(tusk_h1_conn_t *c) {
   return 0;
 }
 
-static void pool_cancel(tusk_h1_conn_t *c) {
+static void pool_cancel(tusk_http_job_t *c) {
   if (c->queued) {
     if (c->qprev) c->qprev->qnext = c->qnext;
     else M.qhead = c->qnext;
@@ -682,7 +681,7 @@ static void pool_cancel(tusk_h1_conn_t *c) {
   }
   if (c->worker) {
     tusk_worker_t *w = c->worker;
-    w->conn = NULL;
+    w->job = NULL;
     c->worker = NULL;
     tusk_buf_t b;
     tusk_buf_init(&b);
