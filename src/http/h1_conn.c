@@ -14,6 +14,7 @@
 
 #include "core/common.h"
 #include "core/log.h"
+#include "http/request.h"
 #include "http/response.h"
 #include "proc/channel.h"
 
@@ -208,8 +209,6 @@ static void finish_request(tusk_h1_conn_t *c) {
   access_log(c);
   c->served++;
   free((void *)c->req.method); /* the copied head, see copy_head() */
-  free(c->abs_path);
-  c->abs_path = NULL;
   memset(&c->req, 0, sizeof c->req);
   c->req.headers = c->headers;
   tusk_buf_reset(&c->body);
@@ -441,221 +440,52 @@ static void serve_static(tusk_h1_conn_t *c, tusk_route_t *r) {
   if (!c->closing) static_pump(c);
 }
 
-/* ---- PHP requests -------------------------------------------------------------- */
-
-static int add_header_vars(tusk_h1_conn_t *c, tusk_chan_req_builder_t *b) {
-  char name[256];
-  tusk_buf_t joined;
-  tusk_buf_init(&joined);
-  for (size_t i = 0; i < c->req.num_headers; i++) {
-    const tusk_h1_header_t *h = &c->headers[i];
-    int dup = 0;
-    for (size_t j = 0; j < i && !dup; j++) {
-      dup = c->headers[j].name_len == h->name_len && !strncasecmp(c->headers[j].name, h->name, h->name_len);
-    }
-    if (dup) continue;
-    const char *val = h->value;
-    size_t vlen = h->value_len;
-    int is_cookie = h->name_len == 6 && !strncasecmp(h->name, "Cookie", 6);
-    for (size_t j = i + 1; j < c->req.num_headers; j++) {
-      const tusk_h1_header_t *o = &c->headers[j];
-      if (o->name_len == h->name_len && !strncasecmp(o->name, h->name, h->name_len)) {
-        if (val != joined.data) {
-          tusk_buf_reset(&joined);
-          tusk_buf_append(&joined, val, vlen);
-        }
-        tusk_buf_append_str(&joined, is_cookie ? "; " : ", ");
-        tusk_buf_append(&joined, o->value, o->value_len);
-        val = joined.data;
-        vlen = joined.len;
-      }
-    }
-    /* getallheaders(): the name as sent. */
-    if (h->name_len + 1 < sizeof name) {
-      name[0] = '\x01';
-      memcpy(name + 1, h->name, h->name_len);
-      tusk_chan_req_var(b, name, h->name_len + 1, val, vlen);
-    }
-    /* $_SERVER['HTTP_*']: like nginx, names with '_' are dropped (they would
-     * collide with '-'), and "Proxy" is dropped (httpoxy). */
-    if (h->name_len + 5 >= sizeof name || memchr(h->name, '_', h->name_len)) continue;
-    if (h->name_len == 5 && !strncasecmp(h->name, "Proxy", 5)) continue;
-    memcpy(name, "HTTP_", 5);
-    for (size_t k = 0; k < h->name_len; k++) {
-      char ch = h->name[k];
-      name[5 + k] = ch == '-' ? '_' : (ch >= 'a' && ch <= 'z') ? (char)(ch - 32) : ch;
-    }
-    tusk_chan_req_var(b, name, h->name_len + 5, val, vlen);
-  }
-  tusk_buf_dispose(&joined);
-  return 0;
-}
-
-static void dispatch_php(tusk_h1_conn_t *c, const tusk_route_t *r, const char *query,
-                         size_t query_len, const char *uri, size_t uri_len) {
-  const tusk_conf_t *conf = c->ctx->conf;
-  tusk_buf_reset(&c->job.frame);
-  tusk_chan_req_builder_t b;
-  c->job.seq++;
-  tusk_chan_req_begin(&b, &c->job.frame, c->job.seq);
-  snprintf(c->job.what, sizeof c->job.what, "%.*s %.*s", (int)TUSK_MIN(c->req.method_len, 16), c->req.method,
-           (int)TUSK_MIN(c->req.target_len, 100), c->req.target);
-  char tmp[PATH_MAX + 64];
-  tusk_chan_req_var(&b, "REQUEST_METHOD", 14, c->req.method, c->req.method_len);
-  tusk_chan_req_var(&b, "REQUEST_URI", 11, uri, uri_len);
-  tusk_chan_req_var(&b, "QUERY_STRING", 12, query ? query : "", query ? query_len : 0);
-  tusk_chan_req_var_str(&b, "SCRIPT_FILENAME", r->file);
-  tusk_chan_req_var_str(&b, "SCRIPT_NAME", r->script_name);
-  snprintf(tmp, sizeof tmp, "%s%s", r->script_name, r->path_info);
-  tusk_chan_req_var_str(&b, "PHP_SELF", tmp);
-  tusk_chan_req_var_str(&b, "DOCUMENT_URI", tmp);
-  if (r->path_info[0]) {
-    tusk_chan_req_var_str(&b, "PATH_INFO", r->path_info);
-    snprintf(tmp, sizeof tmp, "%s%s", conf->docroot, r->path_info);
-    tusk_chan_req_var_str(&b, "PATH_TRANSLATED", tmp);
-  }
-  tusk_chan_req_var_str(&b, "DOCUMENT_ROOT", conf->docroot);
-  tusk_chan_req_var_str(&b, "SERVER_PROTOCOL", c->req.version_minor ? "HTTP/1.1" : "HTTP/1.0");
-  tusk_chan_req_var_str(&b, "REQUEST_SCHEME", "http");
-  tusk_chan_req_var_str(&b, "GATEWAY_INTERFACE", "CGI/1.1");
-  tusk_chan_req_var_str(&b, "SERVER_SOFTWARE", "Tusk/" TUSK_VERSION);
-  tusk_chan_req_var_str(&b, "REMOTE_ADDR", c->remote_addr);
-  snprintf(tmp, sizeof tmp, "%d", c->remote_port);
-  tusk_chan_req_var_str(&b, "REMOTE_PORT", tmp);
-  tusk_chan_req_var_str(&b, "SERVER_ADDR", c->local_addr);
-  snprintf(tmp, sizeof tmp, "%d", c->local_port);
-  tusk_chan_req_var_str(&b, "SERVER_PORT", tmp);
-  if (c->req.host && c->req.host_len) {
-    size_t hl = c->req.host_len;
-    const char *h = c->req.host;
-    if (h[0] == '[') {
-      const char *e = memchr(h, ']', hl);
-      if (e) hl = (size_t)(e - h) + 1;
-    } else {
-      const char *colon = memchr(h, ':', hl);
-      if (colon) hl = (size_t)(colon - h);
-    }
-    tusk_chan_req_var(&b, "SERVER_NAME", 11, h, hl);
-  } else {
-    tusk_chan_req_var_str(&b, "SERVER_NAME", c->local_addr);
-  }
-  tusk_chan_req_var_str(&b, "REDIRECT_STATUS", "200");
-  if (conf->worker_script) {
-    tusk_chan_req_var_str(&b, "FRANKENPHP_WORKER", "1");
-    tusk_chan_req_var_str(&b, "TUSK_WORKER", "1");
-  }
-  size_t ctl = 0;
-  const char *ct = hdr(c, "Content-Type", &ctl);
-  tusk_chan_req_var(&b, "CONTENT_TYPE", 12, ct ? ct : "", ct ? ctl : 0);
-  if (c->req.content_length >= 0 || c->req.chunked) {
-    snprintf(tmp, sizeof tmp, "%zu", c->body.len);
-    tusk_chan_req_var_str(&b, "CONTENT_LENGTH", tmp);
-  } else {
-    tusk_chan_req_var_str(&b, "CONTENT_LENGTH", "");
-  }
-  add_header_vars(c, &b);
-  if (tusk_chan_req_end(&b, c->body.data, c->body.len) != 0) {
-    respond_simple(c, 500, NULL, 1);
-    return;
-  }
-  c->state = ST_PHP;
-  uv_timer_stop(&c->timer);
-  if (c->ctx->php_submit(&c->job) != 0) {
-    TUSK_WARN("all PHP workers are busy and the queue is full: 503 for %.*s", (int)uri_len, uri);
-    c->state = ST_WRITE;
-    respond_simple(c, 503, "Retry-After: 1\r\n", 0);
-  }
-}
-
 /* ---- routing ------------------------------------------------------------------ */
+
+static void h1_view(tusk_h1_conn_t *c, tusk_http_req_t *rq) {
+  memset(rq, 0, sizeof *rq);
+  rq->method = c->req.method;
+  rq->method_len = c->req.method_len;
+  rq->target = c->req.target;
+  rq->target_len = c->req.target_len;
+  rq->host = c->req.host;
+  rq->host_len = c->req.host_len;
+  rq->headers = c->headers;
+  rq->num_headers = c->req.num_headers;
+  rq->protocol = c->req.version_minor ? "HTTP/1.1" : "HTTP/1.0";
+  rq->body = c->body.data;
+  rq->body_len = c->body.len;
+  rq->has_body = c->req.content_length >= 0 || c->req.chunked;
+  rq->remote_addr = c->remote_addr;
+  rq->remote_port = c->remote_port;
+  rq->local_addr = c->local_addr;
+  rq->local_port = c->local_port;
+}
 
 static void dispatch(tusk_h1_conn_t *c) {
   uv_timer_stop(&c->timer);
-  const char *t = c->req.target;
-  size_t tl = c->req.target_len;
-  /* OPTIONS * */
-  if (tl == 1 && t[0] == '*') {
-    if (c->req.method_len == 7 && !memcmp(c->req.method, "OPTIONS", 7)) {
-      respond_simple(c, 204, "Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, QUERY\r\n", 0);
-    } else {
-      reject(c, 400, "'*' target is only for OPTIONS");
-    }
-    return;
-  }
-  /* absolute-form: http://authority/path?query */
-  if (t[0] != '/') {
-    size_t i = 0;
-    while (i < tl && t[i] != ':') i++;
-    if (i + 3 > tl || t[i + 1] != '/' || t[i + 2] != '/') {
-      reject(c, 400, "bad request target");
-      return;
-    }
-    size_t j = i + 3;
-    while (j < tl && t[j] != '/' && t[j] != '?') j++;
-    if (j == tl || t[j] == '?') {
-      /* "http://host" or "http://host?q": the path is "/". */
-      size_t ql0 = tl - j;
-      char *synth = malloc(ql0 + 2);
-      if (!synth) {
-        respond_simple(c, 500, NULL, 1);
-        return;
+  tusk_http_req_t rq;
+  h1_view(c, &rq);
+  tusk_http_decision_t d;
+  tusk_http_decide(c->ctx, &rq, &d, &c->job);
+  switch (d.act) {
+    case TUSK_ACT_STATIC:
+      serve_static(c, &d.route);
+      break;
+    case TUSK_ACT_PHP:
+      c->state = ST_PHP;
+      if (c->ctx->php_submit(&c->job) != 0) {
+        TUSK_WARN("all PHP workers are busy and the queue is full: 503 for %s", c->job.what);
+        c->state = ST_WRITE;
+        respond_simple(c, 503, "Retry-After: 1\r\n", 0);
       }
-      synth[0] = '/';
-      memcpy(synth + 1, t + j, ql0);
-      synth[ql0 + 1] = '\0';
-      free(c->abs_path);
-      c->abs_path = synth;
-      t = synth;
-      tl = ql0 + 1;
-    } else {
-      t += j;
-      tl -= j;
-    }
-  }
-  const char *q = memchr(t, '?', tl);
-  size_t pl = q ? (size_t)(q - t) : tl;
-  const char *query = q ? q + 1 : NULL;
-  size_t ql = q ? tl - pl - 1 : 0;
-  char path[PATH_MAX];
-  int n = tusk_path_normalize(t, pl, path, sizeof path);
-  if (n < 0) {
-    reject(c, -n, "bad request path");
-    return;
-  }
-  /* On the stack: routing needs no allocation per request. */
-  tusk_route_t route, *r = &route;
-  tusk_route_cached(c->ctx->route_cache, &c->ctx->docroot, path, now_ms(c), r);
-  switch (r->kind) {
-    case TUSK_ROUTE_STATIC:
-      serve_static(c, r);
       break;
-    case TUSK_ROUTE_PHP:
-      dispatch_php(c, r, query, ql, t, tl);
-      break;
-    case TUSK_ROUTE_REDIRECT: {
-      tusk_buf_t h;
-      tusk_buf_init(&h);
-      /* The decoded path, percent-encoded again for a valid URI. */
-      tusk_buf_append_str(&h, "Location: ");
-      static const char hex[] = "0123456789ABCDEF";
-      for (const unsigned char *p = (const unsigned char *)r->file; *p; p++) {
-        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-            strchr("/-._~!$&'()*+,;=:@", *p)) {
-          tusk_buf_append(&h, p, 1);
-        } else {
-          char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
-          tusk_buf_append(&h, e, 3);
-        }
-      }
-      tusk_buf_printf(&h, "%s%.*s\r\n", query ? "?" : "", (int)ql, query ? query : "");
-      respond_simple(c, 301, h.data, 0);
-      tusk_buf_dispose(&h);
-      break;
-    }
     default:
-      respond_simple(c, r->status, NULL, 0);
+      if (d.close) reject(c, d.status, d.why ? d.why : "bad request");
+      else respond_simple(c, d.status, d.headers.len ? d.headers.data : NULL, 0);
       break;
   }
+  tusk_buf_dispose(&d.headers);
 }
 
 static void process(tusk_h1_conn_t *c) {
@@ -1022,7 +852,6 @@ static void on_close(uv_handle_t *h) {
   ctx->nconns--;
   if (ctx->own_conns) __atomic_sub_fetch(ctx->own_conns, 1, __ATOMIC_RELAXED);
   free((void *)c->req.method);
-  free(c->abs_path);
   tusk_buf_dispose(&c->in);
   tusk_buf_dispose(&c->body);
   tusk_buf_dispose(&c->job.frame);

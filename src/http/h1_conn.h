@@ -90,7 +90,6 @@ struct tusk_h1_conn_s {
   int close_after_write;
   int read_stopped;
   uint64_t served; /* responses completed on this connection */
-  char *abs_path; /* "/?q" made for an absolute-form target without a path */
   char remote_addr[64];
   int remote_port;
   char local_addr[64];

@@ -1,0 +1,253 @@
+#include "http/request.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/common.h"
+#include "http/h1_conn.h"
+#include "proc/channel.h"
+
+const char *tusk_http_req_header(const tusk_http_req_t *rq, const char *name, size_t *len) {
+  size_t nl = strlen(name);
+  for (size_t i = 0; i < rq->num_headers; i++) {
+    const tusk_h1_header_t *h = &rq->headers[i];
+    if (h->name_len == nl && !strncasecmp(h->name, name, nl)) {
+      *len = h->value_len;
+      return h->value;
+    }
+  }
+  return NULL;
+}
+
+/* $_SERVER['HTTP_*'] and getallheaders(): repeated headers are joined
+ * (cookies with "; ", others with ", "). */
+static void add_header_vars(const tusk_http_req_t *rq, tusk_chan_req_builder_t *b) {
+  char name[256];
+  tusk_buf_t joined;
+  tusk_buf_init(&joined);
+  for (size_t i = 0; i < rq->num_headers; i++) {
+    const tusk_h1_header_t *h = &rq->headers[i];
+    int dup = 0;
+    for (size_t j = 0; j < i && !dup; j++) {
+      dup = rq->headers[j].name_len == h->name_len && !strncasecmp(rq->headers[j].name, h->name, h->name_len);
+    }
+    if (dup) continue;
+    const char *val = h->value;
+    size_t vlen = h->value_len;
+    int is_cookie = h->name_len == 6 && !strncasecmp(h->name, "Cookie", 6);
+    for (size_t j = i + 1; j < rq->num_headers; j++) {
+      const tusk_h1_header_t *o = &rq->headers[j];
+      if (o->name_len == h->name_len && !strncasecmp(o->name, h->name, h->name_len)) {
+        if (val != joined.data) {
+          tusk_buf_reset(&joined);
+          tusk_buf_append(&joined, val, vlen);
+        }
+        tusk_buf_append_str(&joined, is_cookie ? "; " : ", ");
+        tusk_buf_append(&joined, o->value, o->value_len);
+        val = joined.data;
+        vlen = joined.len;
+      }
+    }
+    /* getallheaders(): the name as sent. */
+    if (h->name_len + 1 < sizeof name) {
+      name[0] = '\x01';
+      memcpy(name + 1, h->name, h->name_len);
+      tusk_chan_req_var(b, name, h->name_len + 1, val, vlen);
+    }
+    /* $_SERVER['HTTP_*']: like nginx, names with '_' are dropped (they would
+     * collide with '-'), and "Proxy" is dropped (httpoxy). */
+    if (h->name_len + 5 >= sizeof name || memchr(h->name, '_', h->name_len)) continue;
+    if (h->name_len == 5 && !strncasecmp(h->name, "Proxy", 5)) continue;
+    memcpy(name, "HTTP_", 5);
+    for (size_t k = 0; k < h->name_len; k++) {
+      char ch = h->name[k];
+      name[5 + k] = ch == '-' ? '_' : (ch >= 'a' && ch <= 'z') ? (char)(ch - 32) : ch;
+    }
+    tusk_chan_req_var(b, name, h->name_len + 5, val, vlen);
+  }
+  tusk_buf_dispose(&joined);
+}
+
+static int build_frame(tusk_http_ctx_t *ctx, const tusk_http_req_t *rq, const tusk_route_t *r, const char *query,
+                       size_t query_len, const char *uri, size_t uri_len, tusk_http_job_t *job) {
+  const tusk_conf_t *conf = ctx->conf;
+  tusk_buf_reset(&job->frame);
+  tusk_chan_req_builder_t b;
+  job->seq++;
+  tusk_chan_req_begin(&b, &job->frame, job->seq);
+  snprintf(job->what, sizeof job->what, "%.*s %.*s", (int)TUSK_MIN(rq->method_len, 16), rq->method,
+           (int)TUSK_MIN(uri_len, 100), uri);
+  char tmp[PATH_MAX + 64];
+  tusk_chan_req_var(&b, "REQUEST_METHOD", 14, rq->method, rq->method_len);
+  tusk_chan_req_var(&b, "REQUEST_URI", 11, uri, uri_len);
+  tusk_chan_req_var(&b, "QUERY_STRING", 12, query ? query : "", query ? query_len : 0);
+  tusk_chan_req_var_str(&b, "SCRIPT_FILENAME", r->file);
+  tusk_chan_req_var_str(&b, "SCRIPT_NAME", r->script_name);
+  snprintf(tmp, sizeof tmp, "%s%s", r->script_name, r->path_info);
+  tusk_chan_req_var_str(&b, "PHP_SELF", tmp);
+  tusk_chan_req_var_str(&b, "DOCUMENT_URI", tmp);
+  if (r->path_info[0]) {
+    tusk_chan_req_var_str(&b, "PATH_INFO", r->path_info);
+    snprintf(tmp, sizeof tmp, "%s%s", conf->docroot, r->path_info);
+    tusk_chan_req_var_str(&b, "PATH_TRANSLATED", tmp);
+  }
+  tusk_chan_req_var_str(&b, "DOCUMENT_ROOT", conf->docroot);
+  tusk_chan_req_var_str(&b, "SERVER_PROTOCOL", rq->protocol);
+  tusk_chan_req_var_str(&b, "REQUEST_SCHEME", rq->tls_version ? "https" : "http");
+  if (rq->tls_version) {
+    /* As nginx's fastcgi_params and Apache's mod_ssl name them. */
+    tusk_chan_req_var_str(&b, "HTTPS", "on");
+    tusk_chan_req_var_str(&b, "SSL_PROTOCOL", rq->tls_version);
+    if (rq->tls_cipher) tusk_chan_req_var_str(&b, "SSL_CIPHER", rq->tls_cipher);
+    if (rq->tls_sni) tusk_chan_req_var_str(&b, "SSL_SERVER_NAME", rq->tls_sni);
+  }
+  tusk_chan_req_var_str(&b, "GATEWAY_INTERFACE", "CGI/1.1");
+  tusk_chan_req_var_str(&b, "SERVER_SOFTWARE", "Tusk/" TUSK_VERSION);
+  tusk_chan_req_var_str(&b, "REMOTE_ADDR", rq->remote_addr);
+  snprintf(tmp, sizeof tmp, "%d", rq->remote_port);
+  tusk_chan_req_var_str(&b, "REMOTE_PORT", tmp);
+  tusk_chan_req_var_str(&b, "SERVER_ADDR", rq->local_addr);
+  snprintf(tmp, sizeof tmp, "%d", rq->local_port);
+  tusk_chan_req_var_str(&b, "SERVER_PORT", tmp);
+  if (rq->host && rq->host_len) {
+    size_t hl = rq->host_len;
+    const char *h = rq->host;
+    if (h[0] == '[') {
+      const char *e = memchr(h, ']', hl);
+      if (e) hl = (size_t)(e - h) + 1;
+    } else {
+      const char *colon = memchr(h, ':', hl);
+      if (colon) hl = (size_t)(colon - h);
+    }
+    tusk_chan_req_var(&b, "SERVER_NAME", 11, h, hl);
+  } else {
+    tusk_chan_req_var_str(&b, "SERVER_NAME", rq->local_addr);
+  }
+  tusk_chan_req_var_str(&b, "REDIRECT_STATUS", "200");
+  if (conf->worker_script) {
+    tusk_chan_req_var_str(&b, "FRANKENPHP_WORKER", "1");
+    tusk_chan_req_var_str(&b, "TUSK_WORKER", "1");
+  }
+  size_t ctl = 0;
+  const char *ct = tusk_http_req_header(rq, "Content-Type", &ctl);
+  tusk_chan_req_var(&b, "CONTENT_TYPE", 12, ct ? ct : "", ct ? ctl : 0);
+  if (rq->has_body) {
+    snprintf(tmp, sizeof tmp, "%zu", rq->body_len);
+    tusk_chan_req_var_str(&b, "CONTENT_LENGTH", tmp);
+  } else {
+    tusk_chan_req_var_str(&b, "CONTENT_LENGTH", "");
+  }
+  add_header_vars(rq, &b);
+  return tusk_chan_req_end(&b, rq->body, rq->body_len);
+}
+
+static void respond(tusk_http_decision_t *d, int status) {
+  d->act = TUSK_ACT_RESPOND;
+  d->status = status;
+}
+
+static void reject(tusk_http_decision_t *d, int status, const char *why) {
+  respond(d, status);
+  d->close = 1;
+  d->why = why;
+}
+
+void tusk_http_decide(tusk_http_ctx_t *ctx, const tusk_http_req_t *rq, tusk_http_decision_t *d,
+                      tusk_http_job_t *job) {
+  d->act = TUSK_ACT_RESPOND;
+  d->status = 500;
+  d->close = 0;
+  d->why = NULL;
+  tusk_buf_init(&d->headers);
+  const char *t = rq->target;
+  size_t tl = rq->target_len;
+  /* OPTIONS * */
+  if (tl == 1 && t[0] == '*') {
+    if (rq->method_len == 7 && !memcmp(rq->method, "OPTIONS", 7)) {
+      tusk_buf_append_str(&d->headers, "Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, QUERY\r\n");
+      respond(d, 204);
+    } else {
+      reject(d, 400, "'*' target is only for OPTIONS");
+    }
+    return;
+  }
+  if (tl == 0) {
+    reject(d, 400, "empty request target");
+    return;
+  }
+  /* absolute-form: http://authority/path?query */
+  char synth[16384]; /* "/?query" for "http://host?query" */
+  if (t[0] != '/') {
+    size_t i = 0;
+    while (i < tl && t[i] != ':') i++;
+    if (i + 3 > tl || t[i + 1] != '/' || t[i + 2] != '/') {
+      reject(d, 400, "bad request target");
+      return;
+    }
+    size_t j = i + 3;
+    while (j < tl && t[j] != '/' && t[j] != '?') j++;
+    if (j == tl || t[j] == '?') {
+      /* "http://host" or "http://host?q": the path is "/". */
+      size_t ql0 = tl - j;
+      if (ql0 + 2 > sizeof synth) {
+        reject(d, 414, "request target too long");
+        return;
+      }
+      synth[0] = '/';
+      memcpy(synth + 1, t + j, ql0);
+      synth[ql0 + 1] = '\0';
+      t = synth;
+      tl = ql0 + 1;
+    } else {
+      t += j;
+      tl -= j;
+    }
+  }
+  const char *q = memchr(t, '?', tl);
+  size_t pl = q ? (size_t)(q - t) : tl;
+  const char *query = q ? q + 1 : NULL;
+  size_t ql = q ? tl - pl - 1 : 0;
+  char path[PATH_MAX];
+  int n = tusk_path_normalize(t, pl, path, sizeof path);
+  if (n < 0) {
+    reject(d, -n, "bad request path");
+    return;
+  }
+  tusk_route_t *r = &d->route;
+  tusk_route_cached(ctx->route_cache, &ctx->docroot, path, uv_now(ctx->loop), r);
+  switch (r->kind) {
+    case TUSK_ROUTE_STATIC:
+      d->act = TUSK_ACT_STATIC;
+      break;
+    case TUSK_ROUTE_PHP:
+      if (build_frame(ctx, rq, r, query, ql, t, tl, job) != 0) {
+        respond(d, 500);
+        d->close = 1;
+        return;
+      }
+      d->act = TUSK_ACT_PHP;
+      break;
+    case TUSK_ROUTE_REDIRECT: {
+      /* The decoded path, percent-encoded again for a valid URI. */
+      tusk_buf_append_str(&d->headers, "Location: ");
+      static const char hex[] = "0123456789ABCDEF";
+      for (const unsigned char *p = (const unsigned char *)r->file; *p; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+            strchr("/-._~!$&'()*+,;=:@", *p)) {
+          tusk_buf_append(&d->headers, p, 1);
+        } else {
+          char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
+          tusk_buf_append(&d->headers, e, 3);
+        }
+      }
+      tusk_buf_printf(&d->headers, "%s%.*s\r\n", query ? "?" : "", (int)ql, query ? query : "");
+      respond(d, 301);
+      break;
+    }
+    default:
+      respond(d, r->status);
+      break;
+  }
+}
