@@ -65,6 +65,9 @@ static const key_t_ keys[] = {
     {"file-cache-ttl", 0, K_SECS, OFF(file_cache_ttl), "1",
      "seconds a resolved PHP script path is remembered (0: look it up on every request)"},
     {"drain-timeout", 0, K_SECS, OFF(drain_timeout), "30", "seconds to finish in-flight requests on SIGTERM"},
+    {"h2c", 0, K_BOOL, OFF(h2c), "1", "cleartext HTTP/2 on --listen (prior knowledge and Upgrade: h2c)"},
+    {"h2", 0, K_BOOL, OFF(h2), "1", "offer HTTP/2 to TLS clients (ALPN h2)"},
+    {"h2-max-streams", 0, K_INT, OFF(h2_max_streams), "100", "concurrent HTTP/2 streams per connection"},
 };
 
 static int set_key(tusk_conf_t *c, const key_t_ *k, const char *val, char *err, size_t errlen) {
@@ -242,6 +245,10 @@ static int finish(tusk_conf_t *c, const char *docroot, char *err, size_t errlen)
   /* Each connection holds an array of max-headers fields. */
   if (c->max_headers > 10000) {
     snprintf(err, errlen, "--max-headers must be 10000 or less, got %zu", c->max_headers);
+    return TUSK_EPROTO;
+  }
+  if (c->h2_max_streams < 1 || c->h2_max_streams > 10000) {
+    snprintf(err, errlen, "--h2-max-streams must be between 1 and 10000, got %d", c->h2_max_streams);
     return TUSK_EPROTO;
   }
   if (c->max_connections < 1) c->max_connections = 1;

@@ -55,6 +55,17 @@ typedef struct tusk_conf_s {
   double request_timeout;
   double drain_timeout;
   double file_cache_ttl;
+  /* HTTP/2 and TLS */
+  int h2c;                /* cleartext HTTP/2: prior knowledge and Upgrade: h2c */
+  int h2_max_streams;     /* SETTINGS_MAX_CONCURRENT_STREAMS */
+  char *tls_cert;         /* certificate chain files, comma separated */
+  char *tls_key;          /* matching key files */
+  char *tls_listen;       /* "host:port" for HTTPS, or NULL */
+  char *tls_listen_host;
+  int tls_listen_port;
+  int tls_redirect;       /* plain HTTP requests are redirected to HTTPS */
+  int tls_ocsp;
+  int h2;                 /* offer h2 in ALPN */
 } tusk_conf_t;
 
 int tusk_conf_parse(tusk_conf_t *c, int argc, char **argv, char *err, size_t errlen);

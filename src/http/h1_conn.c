@@ -14,6 +14,7 @@
 
 #include "core/common.h"
 #include "core/log.h"
+#include "http/h2_conn.h"
 #include "http/request.h"
 #include "http/response.h"
 #include "proc/channel.h"
@@ -34,6 +35,7 @@ typedef struct wreq_s {
 
 static void conn_close(tusk_h1_conn_t *c);
 static void process(tusk_h1_conn_t *c);
+static void h2_input(tusk_h1_conn_t *c);
 static void static_pump(tusk_h1_conn_t *c);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 void tusk__h1_write_and_close(tusk_h1_conn_t *c, tusk_buf_t *b);
@@ -46,6 +48,12 @@ static uint64_t now_ms(tusk_h1_conn_t *c) { return uv_now(c->ctx->loop); }
 static void on_timer(uv_timer_t *t) {
   tusk_h1_conn_t *c = t->data;
   if (c->closing) return;
+  if (c->h2) {
+    /* Streams waiting for PHP keep the connection; an idle one closes. */
+    if (tusk_h2_idle(c->h2) || c->state == ST_LINGER) conn_close(c);
+    else uv_timer_start(&c->timer, on_timer, (uint64_t)(c->ctx->conf->idle_timeout * 1000), 0);
+    return;
+  }
   switch (c->state) {
     case ST_HEAD:
       if (c->in.len == 0) {
@@ -171,6 +179,11 @@ static void start_close(tusk_h1_conn_t *c) {
 }
 
 static void after_writes(tusk_h1_conn_t *c) {
+  if (c->h2) {
+    if (c->writes_pending == 0 && !c->close_after_write) tusk_h2_flush(c->h2);
+    if (!c->closing && c->close_after_write && c->writes_pending == 0) start_close(c);
+    return;
+  }
   if (c->file_fd >= 0 && c->writes_pending == 0) {
     int was_streaming_file = c->state == ST_WRITE;
     static_pump(c);
@@ -179,6 +192,18 @@ static void after_writes(tusk_h1_conn_t *c) {
     return;
   }
   if (c->close_after_write && c->writes_pending == 0 && c->file_left == 0) start_close(c);
+}
+
+void tusk__conn_write(tusk_h1_conn_t *c, tusk_buf_t *b) { conn_write(c, b); }
+
+void tusk__conn_close_after_writes(tusk_h1_conn_t *c) {
+  if (c->closing) return;
+  c->close_after_write = 1;
+  after_writes(c);
+}
+
+void tusk__conn_tls_info(tusk_h1_conn_t *c, const char **version, const char **cipher, const char **sni) {
+  *version = *cipher = *sni = NULL;
 }
 
 void tusk__h1_write_and_close(tusk_h1_conn_t *c, tusk_buf_t *b) {
@@ -462,10 +487,99 @@ static void h1_view(tusk_h1_conn_t *c, tusk_http_req_t *rq) {
   rq->local_port = c->local_port;
 }
 
+/* ---- HTTP/2 ------------------------------------------------------------------ */
+
+static const char h2_preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/* Everything read goes to the HTTP/2 session. */
+static void h2_input(tusk_h1_conn_t *c) {
+  if (c->in.len == 0 || c->closing) return;
+  int rc = tusk_h2_feed(c->h2, c->in.data, c->in.len);
+  tusk_buf_reset(&c->in);
+  if (c->in.cap > 64 * 1024) tusk_buf_dispose(&c->in);
+  if (rc != 0 && !c->closing) tusk__conn_close_after_writes(c);
+  else if (!c->closing) arm(c, c->ctx->conf->idle_timeout);
+}
+
+/* Forgets the HTTP/1.1 request state once HTTP/2 has taken over. */
+static void h1_forget(tusk_h1_conn_t *c) {
+  free((void *)c->req.method);
+  memset(&c->req, 0, sizeof c->req);
+  c->req.headers = c->headers;
+  tusk_buf_dispose(&c->body);
+  c->state = ST_PHP; /* no HTTP/1.1 processing any more */
+}
+
+/* base64url without padding (RFC 7540 3.2.1) into out; returns the length
+ * or -1. */
+static int b64url_decode(const char *in, size_t len, unsigned char *out, size_t cap) {
+  unsigned v = 0;
+  int bits = 0;
+  size_t n = 0;
+  for (size_t i = 0; i < len; i++) {
+    char ch = in[i];
+    int d;
+    if (ch >= 'A' && ch <= 'Z') d = ch - 'A';
+    else if (ch >= 'a' && ch <= 'z') d = ch - 'a' + 26;
+    else if (ch >= '0' && ch <= '9') d = ch - '0' + 52;
+    else if (ch == '-' || ch == '+') d = 62;
+    else if (ch == '_' || ch == '/') d = 63;
+    else if (ch == '=') break;
+    else return -1;
+    v = (v << 6) | (unsigned)d;
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      if (n == cap) return -1;
+      out[n++] = (unsigned char)(v >> bits);
+    }
+  }
+  return (int)n;
+}
+
+/* An HTTP/1.1 request with "Upgrade: h2c" and HTTP2-Settings: answer 101
+ * and continue in HTTP/2, the request becoming stream 1. Returns 1 when
+ * the connection switched. */
+static int try_h2c_upgrade(tusk_h1_conn_t *c, const tusk_http_req_t *rq) {
+  if (!c->ctx->conf->h2c || c->tls || c->req.version_minor != 1) return 0;
+  size_t ul, sl;
+  const char *up = tusk_http_req_header(rq, "Upgrade", &ul);
+  const char *settings = tusk_http_req_header(rq, "HTTP2-Settings", &sl);
+  if (!up || !settings) return 0;
+  int want = 0;
+  for (size_t i = 0; i + 3 <= ul; i++) {
+    if (!strncasecmp(up + i, "h2c", 3) && (i == 0 || up[i - 1] == ' ' || up[i - 1] == ',') &&
+        (i + 3 == ul || up[i + 3] == ' ' || up[i + 3] == ',')) {
+      want = 1;
+    }
+  }
+  if (!want) return 0;
+  unsigned char payload[1024];
+  int pl = b64url_decode(settings, sl, payload, sizeof payload);
+  if (pl < 0 || pl % 6 != 0) return 0; /* a bad HTTP2-Settings: stay on HTTP/1.1 */
+  tusk_buf_t b;
+  tusk_buf_init(&b);
+  tusk_buf_append_str(&b, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n");
+  conn_write(c, &b);
+  if (c->closing) return 1;
+  c->h2 = tusk_h2_create(c, rq, (const char *)payload, (size_t)pl);
+  h1_forget(c);
+  if (!c->h2) {
+    conn_close(c);
+    return 1;
+  }
+  tusk_h2_flush(c->h2);
+  return 1;
+}
+
 static void dispatch(tusk_h1_conn_t *c) {
   uv_timer_stop(&c->timer);
   tusk_http_req_t rq;
   h1_view(c, &rq);
+  if (try_h2c_upgrade(c, &rq)) {
+    if (c->h2 && !c->closing) h2_input(c);
+    return;
+  }
   tusk_http_decision_t d;
   tusk_http_decide(c->ctx, &rq, &d, &c->job);
   switch (d.act) {
@@ -491,6 +605,23 @@ static void dispatch(tusk_h1_conn_t *c) {
 static void process(tusk_h1_conn_t *c) {
   const tusk_conf_t *conf = c->ctx->conf;
   while (!c->closing) {
+    if (c->h2) return;
+    if (c->state == ST_HEAD && c->served == 0 && c->in.len > 0 && c->ctx->conf->h2c && !c->tls &&
+        c->in.data[0] == 'P') {
+      /* HTTP/2 with prior knowledge: the client preface. */
+      size_t n = TUSK_MIN(c->in.len, sizeof h2_preface - 1);
+      if (!memcmp(c->in.data, h2_preface, n)) {
+        if (n < sizeof h2_preface - 1) return; /* wait for the rest */
+        c->h2 = tusk_h2_create(c, NULL, NULL, 0);
+        if (!c->h2) {
+          conn_close(c);
+          return;
+        }
+        h1_forget(c);
+        h2_input(c);
+        return;
+      }
+    }
     if (c->state == ST_HEAD) {
       if (c->in.len == 0) {
         /* While draining, a connection that has not sent its first request
@@ -831,6 +962,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (c->state == ST_LINGER) return; /* drop */
   c->in.len += (size_t)nread;
   c->in.data[c->in.len] = '\0';
+  if (c->h2) {
+    h2_input(c);
+    return;
+  }
   /* While the head is incomplete, its limit bounds the buffer. */
   if (c->state == ST_HEAD || c->state == ST_BODY || c->state == ST_PHP || c->state == ST_WRITE) process(c);
   if (!c->closing && c->in.cap > 256 * 1024 && c->in.len < 16 * 1024 && c->state == ST_HEAD) {
@@ -846,6 +981,8 @@ static void on_close(uv_handle_t *h) {
   tusk_h1_conn_t *c = h->data;
   if (--c->handles_open > 0) return;
   tusk_http_ctx_t *ctx = c->ctx;
+  /* Here, not in conn_close(): HTTP/2 code may be on the stack there. */
+  tusk_h2_destroy(c->h2);
   if (c->prev) c->prev->next = c->next;
   else ctx->conns = c->next;
   if (c->next) c->next->prev = c->prev;
@@ -942,6 +1079,10 @@ void tusk_http_drain(tusk_http_ctx_t *ctx) {
   tusk_h1_conn_t *c = ctx->conns, *next;
   for (; c; c = next) {
     next = c->next;
+    if (c->h2) {
+      tusk_h2_drain(c->h2);
+      continue;
+    }
     if (c->state == ST_HEAD && c->in.len == 0 && c->writes_pending == 0) {
       if (c->served > 0) conn_close(c);
       else arm(c, TUSK_MIN(ctx->conf->idle_timeout, 1.0)); /* its request may be on the way */

@@ -90,6 +90,10 @@ struct tusk_h1_conn_s {
   int close_after_write;
   int read_stopped;
   uint64_t served; /* responses completed on this connection */
+  /* HTTP/2 (after ALPN h2, h2c prior knowledge or Upgrade), or NULL. */
+  struct tusk_h2_s *h2;
+  /* TLS, or NULL on plain connections. */
+  struct tusk_tls_conn_s *tls;
   char remote_addr[64];
   int remote_port;
   char local_addr[64];
@@ -102,6 +106,14 @@ struct tusk_h1_conn_s {
 void tusk_h1_conn_start(tusk_http_ctx_t *ctx, tusk_h1_conn_t *c);
 tusk_h1_conn_t *tusk_h1_conn_alloc(tusk_http_ctx_t *ctx);
 void tusk_h1_conn_free_unstarted(tusk_h1_conn_t *c);
+
+/* For protocol modules (http/h2_conn.c) running on a connection. */
+/* Writes b (taking its storage), encrypted when the connection is TLS. */
+void tusk__conn_write(tusk_h1_conn_t *c, tusk_buf_t *b);
+/* Closes the connection once everything written so far is sent. */
+void tusk__conn_close_after_writes(tusk_h1_conn_t *c);
+/* TLS facts for $_SERVER (all NULL on plain connections). */
+void tusk__conn_tls_info(tusk_h1_conn_t *c, const char **version, const char **cipher, const char **sni);
 
 /* Starts draining: idle connections close now, busy ones after their
  * current response. */
