@@ -11,8 +11,9 @@
 
 #include "core/common.h"
 
-/* K_LIST: a string that a repeated flag extends (comma separated). */
-typedef enum { K_STR, K_LIST, K_INT, K_SIZE, K_SECS, K_BOOL } kind_t;
+/* K_LIST: a string that a repeated flag extends (comma separated).
+ * K_LINES: the same, one value per line (values may contain commas). */
+typedef enum { K_STR, K_LIST, K_INT, K_SIZE, K_SECS, K_BOOL, K_LINES } kind_t;
 
 typedef struct {
   const char *name; /* flag name without "--" */
@@ -48,6 +49,12 @@ static const key_t_ keys[] = {
     {"php-ini", 'c', K_STR, OFF(php_ini), NULL, "php.ini file to use instead of /etc/php/8.2/embed/php.ini"},
     {"static-cache-control", 0, K_STR, OFF(static_cache_control), NULL,
      "Cache-Control header for static files, e.g. 'public, max-age=3600'"},
+    {"cache-rule", 0, K_LINES, OFF(cache_rules), NULL,
+     "Cache-Control for static files matching a path pattern, 'PATTERN=VALUE' (repeatable, first match wins), "
+     "e.g. '/assets/*=public, max-age=31536000, immutable'"},
+    {"compress", 0, K_STR, OFF(compress), "br,zstd,gzip",
+     "response encodings offered by Accept-Encoding, or 'off' (precompressed .br/.zst/.gz files are always used)"},
+    {"compress-min-size", 0, K_SIZE, OFF(compress_min), "512", "smallest response body worth compressing"},
     {"access-log", 0, K_STR, OFF(access_log), NULL, "access log file ('-' for stderr); off by default"},
     {"log-level", 0, K_STR, OFF(log_level), "info", "debug, info, warn or error"},
     {"allow-symlinks", 0, K_BOOL, OFF(allow_symlinks), "0", "serve symlinks that point outside the document root"},
@@ -75,12 +82,13 @@ static int set_key(tusk_conf_t *c, const key_t_ *k, const char *val, char *err, 
   char *end = NULL;
   switch (k->kind) {
     case K_LIST:
+    case K_LINES:
     case K_STR: {
       char **p = (char **)base;
-      if (k->kind == K_LIST && *p && val) {
+      if (k->kind != K_STR && *p && val) {
         char *joined = malloc(strlen(*p) + strlen(val) + 2);
         if (!joined) return TUSK_ENOMEM;
-        sprintf(joined, "%s,%s", *p, val);
+        sprintf(joined, "%s%c%s", *p, k->kind == K_LINES ? '\n' : ',', val);
         free(*p);
         *p = joined;
         return 0;
@@ -233,6 +241,31 @@ static int finish(tusk_conf_t *c, const char *docroot, char *err, size_t errlen)
   } else {
     snprintf(err, errlen, "--mode must be pooled or direct, got '%s'", c->mode);
     return TUSK_EPROTO;
+  }
+  c->compress_mask = 0;
+  if (strcmp(c->compress, "off") && strcmp(c->compress, "")) {
+    for (const char *p = c->compress; *p;) {
+      size_t n = strcspn(p, ", ");
+      if (n == 2 && !strncmp(p, "br", 2)) c->compress_mask |= 2;
+      else if (n == 4 && !strncmp(p, "zstd", 4)) c->compress_mask |= 4;
+      else if (n == 4 && !strncmp(p, "gzip", 4)) c->compress_mask |= 1;
+      else if (n > 0) {
+        snprintf(err, errlen, "--compress takes br, zstd, gzip (comma separated) or off, got '%.*s'", (int)n, p);
+        return TUSK_EPROTO;
+      }
+      p += n;
+      while (*p == ',' || *p == ' ') p++;
+    }
+  }
+  for (const char *p = c->cache_rules; p && *p;) {
+    size_t n = strcspn(p, "\n");
+    const char *eq = memchr(p, '=', n);
+    if (!eq || eq == p || p[0] != '/') {
+      snprintf(err, errlen, "--cache-rule wants '/PATTERN=Cache-Control value', got '%.*s'", (int)n, p);
+      return TUSK_EPROTO;
+    }
+    p += n;
+    if (*p) p++;
   }
   if (c->workers > 1024) {
     snprintf(err, errlen, "--workers must be 1024 or less, got %d", c->workers);
@@ -417,7 +450,7 @@ int tusk_conf_parse(tusk_conf_t *c, int argc, char **argv, char *err, size_t err
 
 void tusk_conf_dispose(tusk_conf_t *c) {
   for (size_t i = 0; i < TUSK_ARRAY_SIZE(keys); i++) {
-    if (keys[i].kind == K_STR || keys[i].kind == K_LIST) {
+    if (keys[i].kind == K_STR || keys[i].kind == K_LIST || keys[i].kind == K_LINES) {
       char **p = (char **)((char *)c + keys[i].offset);
       free(*p);
       *p = NULL;

@@ -40,6 +40,10 @@ typedef struct tusk_conf_s {
   char *php_ini;          /* --php-ini: replaces the system php.ini */
   char *ini_entries;      /* -d key=value lines, "\n" separated */
   char *static_cache_control;
+  char *cache_rules;      /* "PATTERN=VALUE" lines */
+  char *compress;         /* encodings, comma separated, or "off" */
+  unsigned compress_mask; /* tusk_enc_t bits from compress */
+  size_t compress_min;
   char *access_log;       /* path, "-" for stderr, NULL for off */
   char *log_level;
   int allow_symlinks;     /* follow symlinks that leave the docroot */

@@ -14,6 +14,7 @@
 
 #include "core/common.h"
 #include "core/log.h"
+#include "http/compress.h"
 #include "http/h2_conn.h"
 #include "http/request.h"
 #include "http/response.h"
@@ -242,6 +243,9 @@ static void finish_request(tusk_h1_conn_t *c) {
   tusk_buf_reset(&c->php_body);
   if (c->php_body.cap > 1024 * 1024) tusk_buf_dispose(&c->php_body);
   c->streaming = 0;
+  tusk_encoder_destroy(c->enc);
+  c->enc = NULL;
+  c->enc_kind = 0;
   c->sent_continue = 0;
   c->sent = 0;
   c->status = 0;
@@ -344,12 +348,6 @@ static int copy_head(tusk_h1_conn_t *c) {
   return 0;
 }
 
-static const char *hdr(tusk_h1_conn_t *c, const char *name, size_t *len) {
-  const tusk_h1_header_t *h = tusk_h1_find_header(&c->req, name);
-  if (!h) return NULL;
-  *len = h->value_len;
-  return h->value;
-}
 
 /* ---- static files ------------------------------------------------------------ */
 
@@ -402,66 +400,55 @@ static void static_pump(tusk_h1_conn_t *c) {
   }
 }
 
-static void serve_static(tusk_h1_conn_t *c, tusk_route_t *r) {
-  size_t ml = c->req.method_len;
-  if (!(ml == 3 && !memcmp(c->req.method, "GET", 3)) && !c->is_head) {
-    close(r->fd);
-    if (ml == 7 && !memcmp(c->req.method, "OPTIONS", 7)) {
-      respond_simple(c, 204, "Allow: GET, HEAD, OPTIONS\r\n", 0);
-    } else {
-      respond_simple(c, 405, "Allow: GET, HEAD, OPTIONS\r\n", 0);
-    }
+static void serve_static(tusk_h1_conn_t *c, const tusk_http_req_t *rq, tusk_route_t *r) {
+  tusk_static_plan_t p;
+  tusk_http_static_plan(c->ctx, rq, r, c->is_head, &p);
+  if (p.status == 405 || p.status == 204) {
+    respond_simple(c, p.status, p.head.data, 0);
+    tusk_buf_dispose(&p.head);
     return;
   }
-  tusk_static_req_t q;
-  memset(&q, 0, sizeof q);
-  q.if_none_match = hdr(c, "If-None-Match", &q.if_none_match_len);
-  q.if_modified_since = hdr(c, "If-Modified-Since", &q.if_modified_since_len);
-  q.range = hdr(c, "Range", &q.range_len);
-  q.if_range = hdr(c, "If-Range", &q.if_range_len);
-  tusk_buf_t extra;
-  tusk_buf_init(&extra);
-  off_t off;
-  size_t len;
-  int status = tusk_static_prepare(&r->st, r->file, &q, c->ctx->conf->static_cache_control, &extra, &off, &len);
   tusk_buf_t b;
   tusk_buf_init(&b);
-  tusk_buf_printf(&b, "HTTP/1.1 %d %s\r\nServer: tusk\r\nDate: %s\r\n", status, tusk_http_reason(status),
+  tusk_buf_printf(&b, "HTTP/1.1 %d %s\r\nServer: tusk\r\nDate: %s\r\n", p.status, tusk_http_reason(p.status),
                   tusk_http_date_now());
-  tusk_buf_append(&b, extra.data, extra.len);
-  tusk_buf_dispose(&extra);
-  if (status != 304) tusk_buf_printf(&b, "Content-Length: %zu\r\n", len);
+  tusk_buf_append(&b, p.head.data, p.head.len);
+  tusk_buf_dispose(&p.head);
+  if (p.status != 304) tusk_buf_printf(&b, "Content-Length: %zu\r\n", p.len);
   if (!c->keep_alive) tusk_buf_append_str(&b, "Connection: close\r\n");
   else if (c->req.version_minor == 0) tusk_buf_append_str(&b, "Connection: keep-alive\r\n");
   tusk_buf_append(&b, "\r\n", 2);
-  c->status = status;
+  c->status = p.status;
   c->state = ST_WRITE;
-  if (c->is_head || len == 0) {
-    close(r->fd);
+  if (p.mem) {
+    tusk_buf_append(&b, p.mem, p.len);
+    c->sent = p.len;
+  }
+  if (p.fd < 0) {
     conn_write(c, &b);
     if (!c->closing) finish_request(c);
     return;
   }
-  if (len <= SMALL_FILE) {
-    if (tusk_buf_reserve(&b, len) == 0) {
-      ssize_t n = pread(r->fd, b.data + b.len, len, off);
-      close(r->fd);
-      if (n != (ssize_t)len) {
+  if (p.len <= SMALL_FILE || c->tls) {
+    if (p.len <= SMALL_FILE && tusk_buf_reserve(&b, p.len) == 0) {
+      ssize_t n = pread(p.fd, b.data + b.len, p.len, p.off);
+      close(p.fd);
+      if (n != (ssize_t)p.len) {
         tusk_buf_dispose(&b);
         conn_close(c);
         return;
       }
-      b.len += len;
-      c->sent = len;
+      b.len += p.len;
+      c->sent = p.len;
       conn_write(c, &b);
       if (!c->closing) finish_request(c);
       return;
     }
   }
   conn_write(c, &b);
-  c->file_fd = r->fd;
-  c->file_off = off;
-  c->file_left = len;
+  c->file_fd = p.fd;
+  c->file_off = p.off;
+  c->file_left = p.len;
   if (!c->closing) static_pump(c);
 }
 
@@ -584,7 +571,7 @@ static void dispatch(tusk_h1_conn_t *c) {
   tusk_http_decide(c->ctx, &rq, &d, &c->job);
   switch (d.act) {
     case TUSK_ACT_STATIC:
-      serve_static(c, &d.route);
+      serve_static(c, &rq, &d.route);
       break;
     case TUSK_ACT_PHP:
       c->state = ST_PHP;
@@ -743,6 +730,26 @@ static int bodyless(int status) { return status < 200 || status == 204 || status
 
 /* Builds the response head from PHP's HEAD frame. content_length < 0 means
  * the body is streamed (chunked on HTTP/1.1, close-delimited on 1.0). */
+static const char *php_lines(tusk_h1_conn_t *c, size_t *ll) {
+  *ll = 0;
+  if (c->php_head.len < 4) return "";
+  uint16_t r16;
+  memcpy(&r16, c->php_head.data + 2, 2);
+  if ((size_t)r16 + 4 > c->php_head.len) return "";
+  *ll = c->php_head.len - 4 - r16;
+  return c->php_head.data + 4 + r16;
+}
+
+/* The encoding for this PHP response (known_len -1: streamed). */
+static int pick_encoding(tusk_h1_conn_t *c, long long known_len) {
+  if (c->is_head || !c->ctx->conf->compress_mask) return TUSK_ENC_NONE;
+  tusk_http_req_t rq;
+  h1_view(c, &rq);
+  size_t ll;
+  const char *lines = php_lines(c, &ll);
+  return tusk_http_pick_encoding(c->ctx, &rq, php_status(c), lines, ll, known_len);
+}
+
 static void build_head(tusk_h1_conn_t *c, tusk_buf_t *b, long long content_length) {
   int status = php_status(c);
   const char *reason = NULL;
@@ -785,6 +792,10 @@ static void build_head(tusk_h1_conn_t *c, tusk_buf_t *b, long long content_lengt
       tusk_buf_append(b, "\r\n", 2);
     }
     p = eol + 2;
+  }
+  if (c->enc_kind) {
+    tusk_buf_printf(b, "Content-Encoding: %s\r\nVary: Accept-Encoding\r\n", tusk_compress_name(c->enc_kind));
+    php_cl = -1; /* PHP's length was of the unencoded body */
   }
   /* The app's own Date or Server header wins (Symfony sets Date). */
   if (!php_server) tusk_buf_append_str(b, "Server: tusk\r\n");
@@ -849,8 +860,21 @@ static void php_head(tusk_http_job_t *j, const char *payload, size_t len) {
 }
 
 /* Appends one piece of a streamed body, chunk-framed on HTTP/1.1. */
-static void stream_piece(tusk_h1_conn_t *c, tusk_buf_t *b, const char *data, size_t len) {
-  if (len == 0 || c->is_head || bodyless(php_status(c))) return;
+static void stream_piece(tusk_h1_conn_t *c, tusk_buf_t *b, const char *data, size_t len, int mode) {
+  if (c->is_head || bodyless(php_status(c))) return;
+  tusk_buf_t z;
+  tusk_buf_init(&z);
+  if (c->enc) {
+    /* mode: 0 more follows, 1 flush, 2 the end */
+    if (tusk_encoder_write(c->enc, data, len, mode, &z) == 0) {
+      data = z.data;
+      len = z.len;
+    }
+  }
+  if (len == 0) {
+    tusk_buf_dispose(&z);
+    return;
+  }
   if (c->stream_left >= 0) {
     /* Declared length: raw bytes, and nothing beyond what was declared. */
     size_t n = (size_t)TUSK_MIN((long long)len, c->stream_left);
@@ -863,6 +887,7 @@ static void stream_piece(tusk_h1_conn_t *c, tusk_buf_t *b, const char *data, siz
   tusk_buf_append(b, data, len);
   if (c->req.version_minor == 1) tusk_buf_append(b, "\r\n", 2);
   c->sent += len;
+  tusk_buf_dispose(&z);
 }
 
 static void php_body(tusk_http_job_t *j, const char *data, size_t len, int flush) {
@@ -879,11 +904,13 @@ static void php_body(tusk_http_job_t *j, const char *data, size_t len, int flush
      * Content-Length). */
     c->streaming = 1;
     c->stream_left = -1;
+    c->enc_kind = pick_encoding(c, -1);
+    if (c->enc_kind && !(c->enc = tusk_encoder_create(c->enc_kind, -1))) c->enc_kind = 0;
     build_head(c, &b, -1);
-    stream_piece(c, &b, c->php_body.data, c->php_body.len);
+    stream_piece(c, &b, c->php_body.data, c->php_body.len, 0);
     tusk_buf_reset(&c->php_body);
   }
-  stream_piece(c, &b, data, len);
+  stream_piece(c, &b, data, len, 1);
   conn_write(c, &b);
 }
 
@@ -894,7 +921,7 @@ static void php_end(tusk_http_job_t *j) {
   tusk_buf_init(&b);
   int status = php_status(c);
   if (c->streaming) {
-    stream_piece(c, &b, c->php_body.data, c->php_body.len);
+    stream_piece(c, &b, c->php_body.data, c->php_body.len, 2);
     tusk_buf_reset(&c->php_body);
     if (c->stream_left > 0) {
       c->keep_alive = 0; /* PHP sent less than it declared: the client must see the cut */
@@ -902,6 +929,18 @@ static void php_end(tusk_http_job_t *j) {
       tusk_buf_append_str(&b, "0\r\n\r\n");
     }
   } else {
+    c->enc_kind = pick_encoding(c, (long long)c->php_body.len);
+    if (c->enc_kind) {
+      tusk_buf_t z;
+      tusk_buf_init(&z);
+      if (tusk_compress_buffer(c->enc_kind, -1, c->php_body.data, c->php_body.len, &z) == 0) {
+        tusk_buf_dispose(&c->php_body);
+        c->php_body = z;
+      } else {
+        tusk_buf_dispose(&z);
+        c->enc_kind = 0;
+      }
+    }
     build_head(c, &b, (long long)c->php_body.len);
     if (!c->is_head && !bodyless(status)) {
       tusk_buf_append(&b, c->php_body.data, c->php_body.len);
@@ -994,6 +1033,7 @@ static void on_close(uv_handle_t *h) {
   tusk_buf_dispose(&c->job.frame);
   tusk_buf_dispose(&c->php_head);
   tusk_buf_dispose(&c->php_body);
+  tusk_encoder_destroy(c->enc);
   free(c->headers);
   free(c);
   if (ctx->draining && ctx->nconns == 0 && ctx->on_drained) ctx->on_drained(ctx);
@@ -1128,6 +1168,7 @@ int tusk_http_ctx_init(tusk_http_ctx_t *ctx, uv_loop_t *loop, const tusk_conf_t 
 
 void tusk_http_ctx_dispose(tusk_http_ctx_t *ctx) {
   tusk_route_cache_destroy(ctx->route_cache);
+  tusk_http_zcache_destroy(ctx);
   ctx->route_cache = NULL;
   if (ctx->access_log && ctx->access_log != stderr) fclose(ctx->access_log);
   ctx->access_log = NULL;

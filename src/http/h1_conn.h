@@ -30,6 +30,7 @@ typedef struct tusk_http_ctx_s {
   const tusk_conf_t *conf;
   tusk_docroot_t docroot;
   tusk_route_cache_t *route_cache;
+  struct tusk_zcache_s *zcache; /* compressed static files (http/request.c) */
   tusk_h1_limits_t limits;
   FILE *access_log;
   int draining;
@@ -80,6 +81,8 @@ struct tusk_h1_conn_s {
   tusk_http_job_t job;
   tusk_buf_t php_head; /* HEAD frame payload until the response starts */
   tusk_buf_t php_body; /* buffered BODY bytes */
+  struct tusk_encoder_s *enc; /* compressing a streamed PHP response */
+  int enc_kind;               /* tusk_enc_t of the response, 0: none */
   int streaming;
   long long stream_left; /* streaming with PHP's Content-Length: bytes still due; -1: chunked */
   /* Static file body still to send. */

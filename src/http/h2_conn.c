@@ -328,45 +328,28 @@ static void respond_simple(h2_stream_t *s, int status, const char *lines, size_t
   tusk_buf_dispose(&body);
 }
 
-static const char *stream_header(h2_stream_t *s, const char *name, size_t *len) {
-  for (size_t i = 0; i < s->nh; i++) {
-    if (!strcmp(s->hstore.data + s->hidx[i].name_off, name)) {
-      *len = s->hidx[i].value_len;
-      return s->hstore.data + s->hidx[i].value_off;
-    }
-  }
-  return NULL;
-}
 
-static void serve_static(h2_stream_t *s, tusk_route_t *r) {
-  const char *m = s->hstore.data + s->method;
-  if (strcmp(m, "GET") && !s->is_head) {
-    close(r->fd);
-    static const char allow[] = "Allow: GET, HEAD, OPTIONS\r\n";
-    respond_simple(s, strcmp(m, "OPTIONS") ? 405 : 204, allow, sizeof allow - 1);
+static void serve_static(h2_stream_t *s, const tusk_http_req_t *rq, tusk_route_t *r) {
+  tusk_static_plan_t p;
+  tusk_http_static_plan(s->h->ctx, rq, r, s->is_head, &p);
+  if (p.status == 405 || p.status == 204) {
+    respond_simple(s, p.status, p.head.data, p.head.len);
+    tusk_buf_dispose(&p.head);
     return;
   }
-  tusk_static_req_t q;
-  memset(&q, 0, sizeof q);
-  q.if_none_match = stream_header(s, "if-none-match", &q.if_none_match_len);
-  q.if_modified_since = stream_header(s, "if-modified-since", &q.if_modified_since_len);
-  q.range = stream_header(s, "range", &q.range_len);
-  q.if_range = stream_header(s, "if-range", &q.if_range_len);
-  tusk_buf_t extra;
-  tusk_buf_init(&extra);
-  off_t off;
-  size_t len;
-  int status = tusk_static_prepare(&r->st, r->file, &q, s->h->ctx->conf->static_cache_control, &extra, &off, &len);
-  int with_body = !s->is_head && len > 0;
-  if (with_body) {
-    s->fd = r->fd;
-    s->file_off = off;
-    s->file_left = len;
-  } else {
-    close(r->fd);
+  int with_body = !s->is_head && (p.fd >= 0 || p.mem);
+  if (p.mem) {
+    tusk_buf_reset(&s->out);
+    tusk_buf_append(&s->out, p.mem, p.len);
+    s->eof = 1;
+  } else if (p.fd >= 0) {
+    s->fd = p.fd;
+    s->file_off = p.off;
+    s->file_left = p.len;
   }
-  submit_head(s, status, extra.data ? extra.data : "", extra.len, status == 304 ? -1 : (long long)len, with_body);
-  tusk_buf_dispose(&extra);
+  submit_head(s, p.status, p.head.data ? p.head.data : "", p.head.len, p.status == 304 ? -1 : (long long)p.len,
+              with_body);
+  tusk_buf_dispose(&p.head);
 }
 
 /* The request is complete: route it. */
@@ -434,7 +417,7 @@ static void dispatch(h2_stream_t *s) {
   free(hv);
   switch (d.act) {
     case TUSK_ACT_STATIC:
-      serve_static(s, &d.route);
+      serve_static(s, &rq, &d.route);
       break;
     case TUSK_ACT_PHP:
       if (h->ctx->php_submit(&s->job) != 0) {

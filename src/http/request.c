@@ -1,12 +1,19 @@
 #include "http/request.h"
 
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/common.h"
+#include "http/compress.h"
 #include "http/h1_conn.h"
+#include "http/mime.h"
 #include "proc/channel.h"
 
 const char *tusk_http_req_header(const tusk_http_req_t *rq, const char *name, size_t *len) {
@@ -250,4 +257,246 @@ void tusk_http_decide(tusk_http_ctx_t *ctx, const tusk_http_req_t *rq, tusk_http
       respond(d, r->status);
       break;
   }
+}
+
+/* ---- static files -------------------------------------------------------------- */
+
+/* Compressed copies of static files, so a popular page is compressed once,
+ * not per request (the route decides freshness: an entry matches the
+ * file's device, inode, size and mtime). Per loop, no locking. */
+#define ZCACHE_SLOTS 64
+#define ZCACHE_MAX_FILE (1024 * 1024)
+#define ZCACHE_MAX_BYTES (32 * 1024 * 1024)
+
+typedef struct {
+  dev_t dev;
+  ino_t ino;
+  off_t size;
+  struct timespec mtime;
+  int enc;
+  uint64_t used;
+  tusk_buf_t data;
+} zentry_t;
+
+struct tusk_zcache_s {
+  zentry_t e[ZCACHE_SLOTS];
+  size_t bytes;
+  uint64_t tick;
+};
+
+static const tusk_buf_t *zcache_get(tusk_http_ctx_t *ctx, const tusk_route_t *r, int enc) {
+  if (!ctx->zcache) {
+    ctx->zcache = calloc(1, sizeof *ctx->zcache);
+    if (!ctx->zcache) return NULL;
+  }
+  struct tusk_zcache_s *z = ctx->zcache;
+  const struct stat *st = &r->st;
+  zentry_t *victim = &z->e[0];
+  for (int i = 0; i < ZCACHE_SLOTS; i++) {
+    zentry_t *x = &z->e[i];
+    if (x->data.data && x->dev == st->st_dev && x->ino == st->st_ino && x->size == st->st_size &&
+        x->mtime.tv_sec == st->st_mtim.tv_sec && x->mtime.tv_nsec == st->st_mtim.tv_nsec && x->enc == enc) {
+      x->used = ++z->tick;
+      return &x->data;
+    }
+    if (x->used < victim->used) victim = x;
+  }
+  /* Compress it now (files are small: bounded by ZCACHE_MAX_FILE). */
+  size_t len = (size_t)st->st_size;
+  char *raw = malloc(len ? len : 1);
+  if (!raw) return NULL;
+  if (pread(r->fd, raw, len, 0) != (ssize_t)len) {
+    free(raw);
+    return NULL;
+  }
+  tusk_buf_t out;
+  tusk_buf_init(&out);
+  int rc = tusk_compress_buffer((tusk_enc_t)enc, -1, raw, len, &out);
+  free(raw);
+  if (rc != 0) {
+    tusk_buf_dispose(&out);
+    return NULL;
+  }
+  while (z->bytes + out.len > ZCACHE_MAX_BYTES) { /* make room: drop the least recently used */
+    zentry_t *lru = NULL;
+    for (int i = 0; i < ZCACHE_SLOTS; i++) {
+      if (z->e[i].data.data && (!lru || z->e[i].used < lru->used)) lru = &z->e[i];
+    }
+    if (!lru) break;
+    z->bytes -= lru->data.len;
+    tusk_buf_dispose(&lru->data);
+    lru->used = 0;
+  }
+  if (victim->data.data) z->bytes -= victim->data.len;
+  tusk_buf_dispose(&victim->data);
+  victim->dev = st->st_dev;
+  victim->ino = st->st_ino;
+  victim->size = st->st_size;
+  victim->mtime = st->st_mtim;
+  victim->enc = enc;
+  victim->used = ++z->tick;
+  victim->data = out;
+  z->bytes += out.len;
+  return &victim->data;
+}
+
+void tusk_http_zcache_destroy(tusk_http_ctx_t *ctx) {
+  if (!ctx->zcache) return;
+  for (int i = 0; i < ZCACHE_SLOTS; i++) tusk_buf_dispose(&ctx->zcache->e[i].data);
+  free(ctx->zcache);
+  ctx->zcache = NULL;
+}
+
+/* The Cache-Control value for a path: the first --cache-rule whose pattern
+ * matches, else --static-cache-control. Copied into out. */
+static const char *cache_control_for(const tusk_conf_t *conf, const char *path, char *out, size_t cap) {
+  for (const char *p = conf->cache_rules; p && *p;) {
+    size_t n = strcspn(p, "\n");
+    const char *eq = memchr(p, '=', n);
+    if (eq && (size_t)(eq - p) < 1024) {
+      char pat[1024];
+      memcpy(pat, p, (size_t)(eq - p));
+      pat[eq - p] = '\0';
+      if (fnmatch(pat, path, 0) == 0) {
+        snprintf(out, cap, "%.*s", (int)(n - (size_t)(eq - p) - 1), eq + 1);
+        return out;
+      }
+    }
+    p += n;
+    if (*p) p++;
+  }
+  return conf->static_cache_control;
+}
+
+void tusk_http_static_plan(tusk_http_ctx_t *ctx, const tusk_http_req_t *rq, tusk_route_t *r, int is_head,
+                           tusk_static_plan_t *plan) {
+  const tusk_conf_t *conf = ctx->conf;
+  memset(plan, 0, sizeof *plan);
+  tusk_buf_init(&plan->head);
+  plan->fd = -1;
+  int is_get = rq->method_len == 3 && !memcmp(rq->method, "GET", 3);
+  if (!is_get && !is_head) {
+    close(r->fd);
+    tusk_buf_append_str(&plan->head, "Allow: GET, HEAD, OPTIONS\r\n");
+    plan->status = rq->method_len == 7 && !memcmp(rq->method, "OPTIONS", 7) ? 204 : 405;
+    return;
+  }
+  tusk_static_req_t q;
+  memset(&q, 0, sizeof q);
+  q.if_none_match = tusk_http_req_header(rq, "If-None-Match", &q.if_none_match_len);
+  q.if_modified_since = tusk_http_req_header(rq, "If-Modified-Since", &q.if_modified_since_len);
+  q.range = tusk_http_req_header(rq, "Range", &q.range_len);
+  q.if_range = tusk_http_req_header(rq, "If-Range", &q.if_range_len);
+  /* The URL path, for --cache-rule patterns. */
+  char ccbuf[1024];
+  const char *rel = r->file + ctx->docroot.path_len;
+  const char *cc = cache_control_for(conf, rel[0] ? rel : "/", ccbuf, sizeof ccbuf);
+
+  /* Encoded variants: never for Range requests (the range would be of the
+   * encoded bytes, which clients do not expect). */
+  int compressible = 0;
+  tusk_mime_type(r->file, &compressible);
+  const char *mt = tusk_mime_type(r->file, NULL);
+  compressible = tusk_compress_type_ok(mt, strlen(mt));
+  size_t al = 0;
+  const char *accept = compressible ? tusk_http_req_header(rq, "Accept-Encoding", &al) : NULL;
+  int enc = TUSK_ENC_NONE;
+  const tusk_buf_t *mem = NULL;
+  struct stat vst;
+  if (accept && !q.range) {
+    /* Precompressed siblings first, whatever --compress says. */
+    unsigned have = 0;
+    static const int order[] = {TUSK_ENC_BR, TUSK_ENC_ZSTD, TUSK_ENC_GZIP};
+    char vpath[PATH_MAX + 8];
+    for (int i = 0; i < 3; i++) {
+      snprintf(vpath, sizeof vpath, "%s%s", rel + (rel[0] == '/'), tusk_compress_suffix(order[i]));
+      if (fstatat(ctx->docroot.fd, vpath, &vst, 0) == 0 && S_ISREG(vst.st_mode) &&
+          (vst.st_mtim.tv_sec > r->st.st_mtim.tv_sec ||
+           (vst.st_mtim.tv_sec == r->st.st_mtim.tv_sec && vst.st_mtim.tv_nsec >= r->st.st_mtim.tv_nsec))) {
+        have |= (unsigned)order[i];
+      }
+    }
+    if (have) {
+      enc = tusk_compress_negotiate(accept, al, have);
+      if (enc != TUSK_ENC_NONE) {
+        snprintf(vpath, sizeof vpath, "%s%s", rel + (rel[0] == '/'), tusk_compress_suffix(enc));
+        int vfd = openat(ctx->docroot.fd, vpath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (vfd >= 0 && fstat(vfd, &vst) == 0) {
+          close(r->fd);
+          r->fd = vfd;
+        } else {
+          if (vfd >= 0) close(vfd);
+          enc = TUSK_ENC_NONE;
+        }
+      }
+    }
+    if (enc == TUSK_ENC_NONE && conf->compress_mask && (size_t)r->st.st_size >= conf->compress_min &&
+        r->st.st_size <= ZCACHE_MAX_FILE) {
+      enc = tusk_compress_negotiate(accept, al, conf->compress_mask);
+      if (enc != TUSK_ENC_NONE) {
+        mem = zcache_get(ctx, r, enc);
+        if (!mem) enc = TUSK_ENC_NONE;
+      }
+    }
+  }
+  char suffix[8];
+  struct stat st = r->st;
+  if (enc != TUSK_ENC_NONE) {
+    snprintf(suffix, sizeof suffix, "-%s", tusk_compress_name(enc));
+    q.etag_suffix = suffix;
+    if (!mem) st.st_size = vst.st_size; /* the precompressed file's length */
+    else st.st_size = (off_t)mem->len;
+  }
+  off_t off;
+  size_t len;
+  plan->status = tusk_static_prepare(&st, r->file, &q, cc, &plan->head, &off, &len);
+  if (compressible && (accept || conf->compress_mask)) tusk_buf_append_str(&plan->head, "Vary: Accept-Encoding\r\n");
+  if (enc != TUSK_ENC_NONE) tusk_buf_printf(&plan->head, "Content-Encoding: %s\r\n", tusk_compress_name(enc));
+  plan->len = len;
+  plan->off = off;
+  if (is_head || len == 0) {
+    close(r->fd);
+    plan->len = is_head ? len : 0;
+    plan->fd = -1;
+    plan->mem = NULL;
+    plan->off = 0;
+    if (is_head) plan->len = len;
+    return;
+  }
+  if (mem) {
+    close(r->fd);
+    plan->mem = mem->data + off;
+  } else {
+    plan->fd = r->fd;
+  }
+}
+
+/* ---- compression of PHP responses ------------------------------------------------ */
+
+int tusk_http_pick_encoding(tusk_http_ctx_t *ctx, const tusk_http_req_t *rq, int status, const char *lines,
+                            size_t ll, long long known_len) {
+  const tusk_conf_t *conf = ctx->conf;
+  if (!conf->compress_mask || status < 200 || status == 204 || status == 206 || status == 304) return TUSK_ENC_NONE;
+  if (known_len >= 0 && (size_t)known_len < conf->compress_min) return TUSK_ENC_NONE;
+  size_t al = 0;
+  const char *accept = tusk_http_req_header(rq, "Accept-Encoding", &al);
+  if (!accept) return TUSK_ENC_NONE;
+  int type_ok = 0;
+  const char *p = lines, *end = lines + ll;
+  while (p < end) {
+    const char *eol = memchr(p, '\r', (size_t)(end - p));
+    if (!eol) eol = end;
+    size_t n = (size_t)(eol - p);
+    if (n >= 17 && !strncasecmp(p, "Content-Encoding:", 17)) return TUSK_ENC_NONE;
+    if (n >= 14 && !strncasecmp(p, "Content-Range:", 14)) return TUSK_ENC_NONE;
+    if (n >= 14 && !strncasecmp(p, "Cache-Control:", 14) && memmem(p, n, "no-transform", 12)) return TUSK_ENC_NONE;
+    if (n >= 13 && !strncasecmp(p, "Content-Type:", 13)) {
+      const char *v = p + 13;
+      while (v < eol && *v == ' ') v++;
+      type_ok = tusk_compress_type_ok(v, (size_t)(eol - v));
+    }
+    p = eol + 2;
+  }
+  if (!type_ok) return TUSK_ENC_NONE;
+  return tusk_compress_negotiate(accept, al, conf->compress_mask);
 }

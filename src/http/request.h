@@ -61,7 +61,44 @@ typedef struct tusk_http_decision_s {
 void tusk_http_decide(struct tusk_http_ctx_s *ctx, const tusk_http_req_t *rq, tusk_http_decision_t *d,
                       tusk_http_job_t *job);
 
+/* Frees the context's compressed-file cache. */
+void tusk_http_zcache_destroy(struct tusk_http_ctx_s *ctx);
+
 /* The value of header `name` (case-insensitive), or NULL. */
 const char *tusk_http_req_header(const tusk_http_req_t *rq, const char *name, size_t *len);
+
+
+/* ---- static files, for both protocols ---- */
+
+/* What to send for a static route: a status, header lines (without
+ * Content-Length) and a body that is either a byte range of fd or bytes in
+ * memory (a compressed copy, owned by the context's cache: valid until the
+ * next call on this loop, so copy or send at once). */
+typedef struct tusk_static_plan_s {
+  int status;
+  tusk_buf_t head;
+  int fd; /* the caller closes it; -1 when the body is in mem or empty */
+  off_t off;
+  size_t len;
+  const char *mem;
+} tusk_static_plan_t;
+
+/* Plans the response for rq routed to r (takes r->fd): methods (405/204
+ * for non-GET/HEAD), conditional and Range requests, precompressed
+ * siblings (file.br, file.zst, file.gz, when present and not older),
+ * compression of compressible files into a small cache, Cache-Control
+ * from --cache-rule / --static-cache-control. plan->head must be disposed. */
+void tusk_http_static_plan(struct tusk_http_ctx_s *ctx, const tusk_http_req_t *rq, tusk_route_t *r, int is_head,
+                           tusk_static_plan_t *plan);
+
+/* ---- compression of PHP responses ---- */
+
+/* The encoding for a response with these header lines ("Name: value\r\n"),
+ * or TUSK_ENC_NONE: compression on, the client accepts one, a compressible
+ * Content-Type, no Content-Encoding or Content-Range from the app, no
+ * Cache-Control: no-transform, and known_len (-1: streamed) at least
+ * --compress-min-size. */
+int tusk_http_pick_encoding(struct tusk_http_ctx_s *ctx, const tusk_http_req_t *rq, int status, const char *lines,
+                            size_t ll, long long known_len);
 
 #endif

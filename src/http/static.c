@@ -232,7 +232,7 @@ void tusk_route(const tusk_docroot_t *dr, const char *path, tusk_route_t *r) {
       if (ifd >= 0) {
         struct stat st;
         if (fstat(ifd, &st) == 0 && S_ISREG(st.st_mode)) {
-          char full[PATH_MAX];
+          char full[PATH_MAX + 2];
           snprintf(full, sizeof full, "/%s", rel);
           if (ends_with(rel, strlen(rel), ".php")) {
             close(ifd);
@@ -339,9 +339,9 @@ static int parse_range(const char *s, size_t n, off_t size, off_t *off, size_t *
 
 int tusk_static_prepare(const struct stat *st, const char *file, const tusk_static_req_t *q,
                         const char *cache_control, tusk_buf_t *head, off_t *off, size_t *len) {
-  char etag[64], lm[32];
-  snprintf(etag, sizeof etag, "\"%llx-%llx\"", (unsigned long long)st->st_mtime,
-           (unsigned long long)st->st_size);
+  char etag[96], lm[32];
+  snprintf(etag, sizeof etag, "\"%llx-%llx%s\"", (unsigned long long)st->st_mtime,
+           (unsigned long long)st->st_size, q->etag_suffix ? q->etag_suffix : "");
   tusk_http_date_format(st->st_mtime, lm);
   *off = 0;
   *len = (size_t)st->st_size;

@@ -80,6 +80,7 @@ typedef struct tusk_static_req_s {
   size_t range_len;
   const char *if_range;
   size_t if_range_len;
+  const char *etag_suffix; /* "-br" for an encoded variant (inside the quotes), or NULL */
 } tusk_static_req_t;
 
 /* Decides the response for a static file: 200, 206, 304 or 416. Appends
