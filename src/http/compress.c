@@ -350,6 +350,7 @@ static int write_gzip(z_stream *z, const unsigned char *in, size_t len, int mode
       if (z->avail_out > 0 && z->avail_in == 0 && flush != Z_FINISH) break;
       if (rc == Z_BUF_ERROR && z->avail_out > 0) return -EIO; /* stuck */
     }
+    if (slice == len) break; /* (in may be NULL: no arithmetic on it) */
     in += slice;
     len -= slice;
   } while (len > 0);
