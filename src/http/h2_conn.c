@@ -12,6 +12,7 @@
 
 #include "core/common.h"
 #include "core/log.h"
+#include "http/compress.h"
 #include "http/h1_conn.h"
 #include "http/response.h"
 
@@ -53,6 +54,8 @@ typedef struct h2_stream_s {
   off_t file_off;
   size_t file_left;
   int status;
+  tusk_encoder_t *enc; /* compressing a streamed PHP response */
+  int enc_kind;
   uint64_t sent;
   uint64_t started_ms;
   struct h2_stream_s *prev, *next;
@@ -103,6 +106,7 @@ static void stream_free(h2_stream_t *s) {
   tusk_buf_dispose(&s->php_head);
   tusk_buf_dispose(&s->out);
   tusk_buf_dispose(&s->job.frame);
+  tusk_encoder_destroy(s->enc);
   free(s);
 }
 
@@ -484,21 +488,84 @@ static void php_info(tusk_http_job_t *j, const char *payload, size_t len) {
   flush(s->h);
 }
 
-static void start_php_response(h2_stream_t *s, long long content_length) {
+/* Compression of PHP's response: the encoding the client and the
+ * response allow (known_len -1: streamed). */
+static int pick_encoding(h2_stream_t *s, long long known_len) {
+  if (s->is_head || !s->h->ctx->conf->compress_mask) return TUSK_ENC_NONE;
+  tusk_h1_header_t ae = {"accept-encoding", 15, NULL, 0};
+  for (size_t i = 0; i < s->nh; i++) {
+    if (!strcmp(s->hstore.data + s->hidx[i].name_off, "accept-encoding")) {
+      ae.value = s->hstore.data + s->hidx[i].value_off;
+      ae.value_len = s->hidx[i].value_len;
+    }
+  }
+  if (!ae.value) return TUSK_ENC_NONE;
+  tusk_http_req_t rq;
+  memset(&rq, 0, sizeof rq);
+  rq.headers = &ae;
+  rq.num_headers = 1;
+  size_t ll;
+  const char *lines = php_lines(&s->php_head, &ll);
+  return tusk_http_pick_encoding(s->h->ctx, &rq, php_status(s), lines, ll, known_len);
+}
+
+/* streamed: the body goes on after this (flush); else out is all of it. */
+static void start_php_response(h2_stream_t *s, int streamed) {
   int status = php_status(s);
   size_t ll;
   const char *lines = php_lines(&s->php_head, &ll);
   int with_body = !s->is_head && !bodyless(status);
   if (!with_body) tusk_buf_reset(&s->out);
-  submit_head(s, status, lines, ll, content_length, with_body);
+  s->enc_kind = with_body ? pick_encoding(s, streamed ? -1 : (long long)s->out.len) : 0;
+  tusk_buf_t z;
+  tusk_buf_init(&z);
+  if (s->enc_kind) {
+    int rc;
+    if (streamed) {
+      s->enc = tusk_encoder_create(s->enc_kind, -1);
+      rc = s->enc ? tusk_encoder_write(s->enc, s->out.data, s->out.len, 1, &z) : TUSK_ENOMEM;
+    } else {
+      rc = tusk_compress_buffer(s->enc_kind, -1, s->out.data, s->out.len, &z);
+    }
+    if (rc == 0) {
+      tusk_buf_dispose(&s->out);
+      s->out = z;
+      tusk_buf_init(&z);
+    } else {
+      tusk_encoder_destroy(s->enc);
+      s->enc = NULL;
+      s->enc_kind = 0;
+    }
+  }
+  tusk_buf_dispose(&z);
+  tusk_buf_t all;
+  tusk_buf_init(&all);
+  tusk_buf_append(&all, lines, ll);
+  if (s->enc_kind) {
+    tusk_buf_printf(&all, "Content-Encoding: %s\r\nVary: Accept-Encoding\r\n", tusk_compress_name(s->enc_kind));
+  }
+  submit_head(s, status, all.data ? all.data : "", all.len, streamed ? -1 : (long long)s->out.len, with_body);
+  tusk_buf_dispose(&all);
+}
+
+/* Appends PHP body bytes to out, through the encoder when there is one. */
+static void out_append(h2_stream_t *s, const char *data, size_t len, int mode) {
+  if (s->enc) {
+    tusk_encoder_write(s->enc, data, len, mode, &s->out);
+    return;
+  }
+  tusk_buf_append(&s->out, data, len);
 }
 
 static void php_body(tusk_http_job_t *j, const char *data, size_t len, int flush_now) {
   h2_stream_t *s = STREAM_OF(j);
   if (s->closed) return;
-  if (!s->is_head && !bodyless(php_status(s))) tusk_buf_append(&s->out, data, len);
+  if (!s->is_head && !bodyless(php_status(s))) {
+    if (s->responded) out_append(s, data, len, flush_now ? 1 : 0);
+    else tusk_buf_append(&s->out, data, len);
+  }
   if (!flush_now) return;
-  if (!s->responded) start_php_response(s, -1);
+  if (!s->responded) start_php_response(s, 1);
   else if (s->deferred) {
     s->deferred = 0;
     nghttp2_session_resume_data(s->h->session, s->id);
@@ -512,8 +579,11 @@ static void php_end(tusk_http_job_t *j) {
   if (s->closed) return;
   s->eof = 1;
   if (!s->responded) {
-    start_php_response(s, (long long)s->out.len);
-  } else if (s->deferred) {
+    start_php_response(s, 0);
+  } else if (s->enc) {
+    out_append(s, NULL, 0, 2);
+  }
+  if (s->responded && s->deferred) {
     s->deferred = 0;
     nghttp2_session_resume_data(s->h->session, s->id);
   }
