@@ -641,8 +641,8 @@ static void info_cb(const SSL *ssl, int where, int ret) {
   if (c == NULL) return;
   /* OpenSSL answers a renegotiation ClientHello with a no_renegotiation
    * warning and carries on; we close instead. */
-  if ((where & SSL_CB_WRITE_ALERT) && (ret & 0xff) == SSL_AD_NO_RENEGOTIATION) c->renego = 1;
-  if ((where & SSL_CB_READ_ALERT) && (ret >> 8) == SSL3_AL_FATAL && c->err[0] == '\0')
+  if ((where & SSL_CB_WRITE_ALERT) == SSL_CB_WRITE_ALERT && (ret & 0xff) == SSL_AD_NO_RENEGOTIATION) c->renego = 1;
+  if ((where & SSL_CB_READ_ALERT) == SSL_CB_READ_ALERT && (ret >> 8) == SSL3_AL_FATAL && c->err[0] == '\0')
     snprintf(c->err, sizeof c->err, "the client sent a fatal alert: %s", SSL_alert_desc_string_long(ret));
 }
 
