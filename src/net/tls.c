@@ -438,6 +438,15 @@ int tusk_tls_ctx_reload(tusk_tls_ctx_t *ctx, char *err, size_t errlen) {
   if (g == NULL) return TUSK_ETLS;
   pthread_mutex_lock(&ctx->lock);
   tusk_tls_gen_t *old = ctx->cur;
+  /* Unchanged certificates keep their staple until the next refresh. */
+  pthread_mutex_lock(&old->lock);
+  for (size_t i = 0; i < g->n && i < old->n; i++) {
+    tusk_tls_cert_t *a = &old->certs[i], *b = &g->certs[i];
+    if (a->ocsp != NULL && X509_cmp(a->leaf, b->leaf) == 0 &&
+        (b->ocsp = OPENSSL_memdup(a->ocsp, a->ocsp_len)) != NULL)
+      b->ocsp_len = a->ocsp_len;
+  }
+  pthread_mutex_unlock(&old->lock);
   ctx->cur = g;
   pthread_mutex_unlock(&ctx->lock);
   gen_unref(old);

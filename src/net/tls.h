@@ -40,10 +40,10 @@ typedef struct {
 tusk_tls_ctx_t *tusk_tls_ctx_create(const tusk_tls_conf_t *conf, char *err, size_t errlen);
 /* Re-reads the same files (SIGHUP): new connections use the new
  * certificates, existing connections keep theirs (each holds a reference
- * on the set it started with). Staples are not carried over: call
- * tusk_tls_ctx_refresh_ocsp afterwards. Ticket keys are kept, so tickets
- * issued before the reload still resume. Returns 0, or negative with err
- * filled and the old certificates kept. */
+ * on the set it started with). Unchanged certificates keep their OCSP
+ * staple; call tusk_tls_ctx_refresh_ocsp afterwards for changed ones.
+ * Ticket keys are kept, so tickets issued before the reload still resume.
+ * Returns 0, or negative with err filled and the old certificates kept. */
 int tusk_tls_ctx_reload(tusk_tls_ctx_t *ctx, char *err, size_t errlen);
 /* Connections created from ctx may outlive it. NULL is a no-op. */
 void tusk_tls_ctx_destroy(tusk_tls_ctx_t *ctx);
@@ -52,7 +52,8 @@ void tusk_tls_ctx_destroy(tusk_tls_ctx_t *ctx);
  * key, the previous epoch's key is still accepted (and the ticket is
  * renewed), older tickets mean a full handshake. Every process forked
  * after this call, and every thread, therefore accepts the others'
- * tickets. secret NULL: 32 random bytes (RAND_bytes); otherwise 16..128
+ * tickets. Call it before connections are served (in the parent, before
+ * forking): it is not synchronised with running handshakes. secret NULL: 32 random bytes (RAND_bytes); otherwise 16..128
  * bytes, copied. interval 0 means 3600 seconds. Tickets advertise a
  * lifetime of 2 * interval. Returns 0, TUSK_EPROTO for a bad length, or
  * TUSK_ETLS if no randomness is available. */
