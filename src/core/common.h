@@ -13,6 +13,7 @@
 #define TUSK_AGAIN (-11000)      /* not an error: incomplete input / would block */
 #define TUSK_EPROTO (-11001)     /* malformed protocol input */
 #define TUSK_ELIMIT (-11002)     /* a configured limit was crossed */
+#define TUSK_ETLS (-11003)       /* TLS failure: garbage, plain HTTP, failed handshake, renegotiation */
 #define TUSK_ENOMEM (-12)        /* -ENOMEM */
 
 #define TUSK_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
