@@ -1,14 +1,52 @@
 /* tusk: entry point. Parses the configuration and runs the master. */
+#include <errno.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
 
 #include "conf/conf.h"
 #include "core/common.h"
 #include "core/log.h"
+#include "net/tls.h"
 #include "proc/master.h"
 
 const char *tusk_php_version(void);
 
+/* tusk cert [DIR] [NAME...]: a self-signed certificate for local HTTPS. */
+static int make_cert(int argc, char **argv) {
+  const char *dir = argc > 2 && argv[2][0] != '-' ? argv[2] : "tusk-cert";
+  if (argc > 2 && (!strcmp(argv[2], "-h") || !strcmp(argv[2], "--help"))) {
+    printf("usage: tusk cert [DIR] [NAME...]\n"
+           "Writes DIR/localhost.pem and DIR/localhost-key.pem (default DIR: ./tusk-cert), a self-signed\n"
+           "certificate for localhost, 127.0.0.1, ::1 and any extra NAMEs, valid for one year.\n");
+    return 0;
+  }
+  if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+    fprintf(stderr, "tusk: cannot create %s: %s\n", dir, strerror(errno));
+    return 1;
+  }
+  char cert[4096], key[4096], err[512];
+  snprintf(cert, sizeof cert, "%s/localhost.pem", dir);
+  snprintf(key, sizeof key, "%s/localhost-key.pem", dir);
+  const char *const *extra = argc > 3 ? (const char *const *)argv + 3 : NULL;
+  if (tusk_tls_make_self_signed(cert, key, extra, argc > 3 ? (size_t)(argc - 3) : 0, err, sizeof err) != 0) {
+    fprintf(stderr, "tusk: %s\n", err);
+    return 1;
+  }
+  printf("Wrote %s and %s (self-signed, for local development only).\n\n"
+         "Serve HTTPS (and HTTP/2) with:\n"
+         "  tusk serve --tls-cert %s --tls-key %s      # https://localhost:8443\n\n"
+         "Trust it on this machine (Debian/Ubuntu; curl, PHP and most tools):\n"
+         "  sudo cp %s /usr/local/share/ca-certificates/tusk-localhost.crt && sudo update-ca-certificates\n"
+         "or per command: curl --cacert %s https://localhost:8443/\n"
+         "Browsers: import %s as a trusted authority (Chrome: Settings > Privacy and security > Security >\n"
+         "Manage certificates; Firefox: Settings > Certificates > View Certificates > Authorities > Import).\n",
+         cert, key, cert, key, cert, cert, cert);
+  return 0;
+}
+
 int main(int argc, char **argv) {
+  if (argc > 1 && !strcmp(argv[1], "cert")) return make_cert(argc, argv);
   tusk_conf_t conf;
   char err[512];
   if (tusk_conf_parse(&conf, argc, argv, err, sizeof err) != 0) {

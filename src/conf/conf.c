@@ -72,6 +72,14 @@ static const key_t_ keys[] = {
     {"file-cache-ttl", 0, K_SECS, OFF(file_cache_ttl), "1",
      "seconds a resolved PHP script path is remembered (0: look it up on every request)"},
     {"drain-timeout", 0, K_SECS, OFF(drain_timeout), "30", "seconds to finish in-flight requests on SIGTERM"},
+    {"tls-cert", 0, K_LIST, OFF(tls_cert), NULL,
+     "TLS certificate chain file(s), PEM; several (comma separated or repeated) are picked by SNI; "
+     "'tusk cert' makes one for localhost"},
+    {"tls-key", 0, K_LIST, OFF(tls_key), NULL, "the private key file for each --tls-cert, in the same order"},
+    {"tls-listen", 0, K_STR, OFF(tls_listen), NULL, "HTTPS address, HOST:PORT (default: the --listen host, port 8443)"},
+    {"tls-redirect", 0, K_BOOL, OFF(tls_redirect), "0", "answer plain HTTP requests with a 308 redirect to HTTPS"},
+    {"tls-ocsp", 0, K_BOOL, OFF(tls_ocsp), "1",
+     "staple OCSP responses for certificates that name a responder (fetched at start and on reload)"},
     {"h2c", 0, K_BOOL, OFF(h2c), "1", "cleartext HTTP/2 on --listen (prior knowledge and Upgrade: h2c)"},
     {"h2", 0, K_BOOL, OFF(h2), "1", "offer HTTP/2 to TLS clients (ALPN h2)"},
     {"h2-max-streams", 0, K_INT, OFF(h2_max_streams), "100", "concurrent HTTP/2 streams per connection"},
@@ -176,6 +184,7 @@ void tusk_conf_print_help(void) {
       "Tusk %s: a PHP application server.\n\n"
       "Usage:\n"
       "  tusk serve [DOCROOT] [options]   serve DOCROOT (default: the current folder)\n"
+      "  tusk cert [DIR] [NAME...]        make a self-signed certificate for local HTTPS\n"
       "  tusk --help | --version\n\n"
       "Options (each also settable as an environment variable TUSK_<NAME>, e.g. TUSK_LISTEN):\n",
       TUSK_VERSION);
@@ -199,24 +208,48 @@ void tusk_conf_print_help(void) {
       "Docs: docs/configuration.md. php_sapi_name() returns \"fpm-fcgi\" (see docs/php.md).\n");
 }
 
-static int finish(tusk_conf_t *c, const char *docroot, char *err, size_t errlen) {
-  /* listen */
-  const char *colon = strrchr(c->listen, ':');
-  if (!colon || colon == c->listen) {
-    snprintf(err, errlen, "--listen must be HOST:PORT, got '%s'", c->listen);
+static int parse_addr(const char *flag, const char *addr, char **host, int *port_out, char *err, size_t errlen) {
+  const char *colon = strrchr(addr, ':');
+  if (!colon || colon == addr) {
+    snprintf(err, errlen, "--%s must be HOST:PORT, got '%s'", flag, addr);
     return TUSK_EPROTO;
   }
   char *end;
   long port = strtol(colon + 1, &end, 10);
   if (*end || port < 0 || port > 65535 || end == colon + 1) {
-    snprintf(err, errlen, "--listen port must be 0-65535, got '%s'", colon + 1);
+    snprintf(err, errlen, "--%s port must be 0-65535, got '%s'", flag, colon + 1);
     return TUSK_EPROTO;
   }
-  c->listen_port = (int)port;
-  const char *h = c->listen;
-  size_t hl = (size_t)(colon - c->listen);
+  *port_out = (int)port;
+  const char *h = addr;
+  size_t hl = (size_t)(colon - addr);
   if (h[0] == '[' && hl >= 2 && h[hl - 1] == ']') h++, hl -= 2;
-  c->listen_host = strndup(h, hl);
+  *host = strndup(h, hl);
+  return 0;
+}
+
+static int finish(tusk_conf_t *c, const char *docroot, char *err, size_t errlen) {
+  int rc0 = parse_addr("listen", c->listen, &c->listen_host, &c->listen_port, err, errlen);
+  if (rc0 != 0) return rc0;
+  if (!c->tls_cert != !c->tls_key) {
+    snprintf(err, errlen, "--tls-cert and --tls-key go together (make a pair for localhost with 'tusk cert')");
+    return TUSK_EPROTO;
+  }
+  if (c->tls_listen && !c->tls_cert) {
+    snprintf(err, errlen, "--tls-listen needs --tls-cert and --tls-key");
+    return TUSK_EPROTO;
+  }
+  if (c->tls_cert) {
+    if (!c->tls_listen) {
+      char def[300];
+      snprintf(def, sizeof def, "%s%s%s:8443", strchr(c->listen_host, ':') ? "[" : "", c->listen_host,
+               strchr(c->listen_host, ':') ? "]" : "");
+      c->tls_listen = strdup(def);
+    }
+    if ((rc0 = parse_addr("tls-listen", c->tls_listen, &c->tls_listen_host, &c->tls_listen_port, err, errlen)) != 0) {
+      return rc0;
+    }
+  }
 
   char real[PATH_MAX];
   if (!realpath(docroot, real)) {
@@ -458,8 +491,10 @@ void tusk_conf_dispose(tusk_conf_t *c) {
   }
   free(c->docroot);
   free(c->listen_host);
+  free(c->tls_listen_host);
   free(c->ini_entries);
   free(c->worker_script);
   free(c->worker_name);
+  c->tls_listen_host = NULL;
   c->docroot = c->listen_host = c->ini_entries = c->worker_script = c->worker_name = NULL;
 }

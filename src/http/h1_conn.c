@@ -15,6 +15,7 @@
 #include "core/common.h"
 #include "core/log.h"
 #include "http/compress.h"
+#include "net/tls.h"
 #include "http/h2_conn.h"
 #include "http/request.h"
 #include "http/response.h"
@@ -114,8 +115,27 @@ static void on_write(uv_write_t *w, int status) {
   if (!c->closing) after_writes(c);
 }
 
-/* Writes b (taking its storage) to the client. */
+static void raw_write(tusk_h1_conn_t *c, tusk_buf_t *b);
+
+/* Writes b (taking its storage) to the client, encrypted on TLS. */
 static void conn_write(tusk_h1_conn_t *c, tusk_buf_t *b) {
+  if (c->tls && !c->closing && b->len > 0) {
+    tusk_buf_t z;
+    tusk_buf_init(&z);
+    int rc = tusk_tls_conn_write(c->tls, b->data, b->len, &z);
+    tusk_buf_dispose(b);
+    if (rc != 0) {
+      tusk_buf_dispose(&z);
+      conn_close(c);
+      return;
+    }
+    raw_write(c, &z);
+    return;
+  }
+  raw_write(c, b);
+}
+
+static void raw_write(tusk_h1_conn_t *c, tusk_buf_t *b) {
   if (c->closing || b->len == 0) {
     tusk_buf_dispose(b);
     return;
@@ -170,6 +190,13 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
 
 static void start_close(tusk_h1_conn_t *c) {
   if (c->closing || c->state == ST_LINGER) return;
+  if (c->tls && c->tls_ready) {
+    tusk_buf_t z;
+    tusk_buf_init(&z);
+    tusk_tls_conn_shutdown(c->tls, &z); /* close_notify */
+    raw_write(c, &z);
+    if (c->closing) return;
+  }
   uv_shutdown_t *s = malloc(sizeof *s);
   if (!s || (s->data = c, uv_shutdown(s, (uv_stream_t *)&c->tcp, on_shutdown)) != 0) {
     free(s);
@@ -205,6 +232,10 @@ void tusk__conn_close_after_writes(tusk_h1_conn_t *c) {
 
 void tusk__conn_tls_info(tusk_h1_conn_t *c, const char **version, const char **cipher, const char **sni) {
   *version = *cipher = *sni = NULL;
+  if (!c->tls || !c->tls_ready) return;
+  *version = tusk_tls_conn_version(c->tls);
+  *cipher = tusk_tls_conn_cipher(c->tls);
+  *sni = tusk_tls_conn_sni(c->tls);
 }
 
 void tusk__h1_write_and_close(tusk_h1_conn_t *c, tusk_buf_t *b) {
@@ -358,7 +389,7 @@ static void static_pump(tusk_h1_conn_t *c) {
   while (c->file_left > 0 && !c->closing) {
     if (c->writes_pending > 0) return; /* on_write -> after_writes -> here */
     int sock;
-    if (uv_fileno((uv_handle_t *)&c->tcp, &sock) == 0) {
+    if (!c->tls && uv_fileno((uv_handle_t *)&c->tcp, &sock) == 0) {
       ssize_t n = sendfile(sock, c->file_fd, &c->file_off, c->file_left);
       if (n > 0) {
         c->file_left -= (size_t)n;
@@ -472,6 +503,7 @@ static void h1_view(tusk_h1_conn_t *c, tusk_http_req_t *rq) {
   rq->remote_port = c->remote_port;
   rq->local_addr = c->local_addr;
   rq->local_port = c->local_port;
+  tusk__conn_tls_info(c, &rq->tls_version, &rq->tls_cipher, &rq->tls_sni);
 }
 
 /* ---- HTTP/2 ------------------------------------------------------------------ */
@@ -565,6 +597,25 @@ static void dispatch(tusk_h1_conn_t *c) {
   h1_view(c, &rq);
   if (try_h2c_upgrade(c, &rq)) {
     if (c->h2 && !c->closing) h2_input(c);
+    return;
+  }
+  const tusk_conf_t *conf = c->ctx->conf;
+  if (conf->tls_redirect && conf->tls_cert && !c->tls) {
+    /* --tls-redirect: the same URL on the HTTPS port (308 keeps the method). */
+    int port = conf->tls_listen_port ? conf->tls_listen_port : c->ctx->tls_port;
+    size_t hl = c->req.host_len;
+    const char *h = c->req.host ? c->req.host : c->local_addr;
+    if (!c->req.host) hl = strlen(h);
+    const char *colon = h[0] == '[' ? memchr(h, ']', hl) : memchr(h, ':', hl);
+    if (colon) hl = (size_t)(colon - h) + (h[0] == '[');
+    tusk_buf_t loc;
+    tusk_buf_init(&loc);
+    const char *t = c->req.target[0] == '/' ? c->req.target : "/";
+    size_t tl = c->req.target[0] == '/' ? c->req.target_len : 1;
+    if (port == 443) tusk_buf_printf(&loc, "Location: https://%.*s%.*s\r\n", (int)hl, h, (int)tl, t);
+    else tusk_buf_printf(&loc, "Location: https://%.*s:%d%.*s\r\n", (int)hl, h, port, (int)tl, t);
+    respond_simple(c, 308, loc.data, 0);
+    tusk_buf_dispose(&loc);
     return;
   }
   tusk_http_decision_t d;
@@ -984,11 +1035,56 @@ static const tusk_http_job_ops_t h1_job_ops = {php_head, php_info, php_body, php
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   tusk_h1_conn_t *c = h->data;
+  if (c->tls) {
+    if (tusk_buf_reserve(&c->raw, 16 * 1024) != 0) {
+      *buf = uv_buf_init(NULL, 0);
+      return;
+    }
+    *buf = uv_buf_init(c->raw.data, (unsigned)(c->raw.cap - 1));
+    return;
+  }
   if (tusk_buf_reserve(&c->in, 16 * 1024) != 0) {
     *buf = uv_buf_init(NULL, 0);
     return;
   }
   *buf = uv_buf_init(c->in.data + c->in.len, (unsigned)(c->in.cap - c->in.len - 1));
+}
+
+/* Decrypts n bytes read into c->raw, appending the plaintext to c->in.
+ * Returns 0 when there is plaintext to process, else 1 (handshake still
+ * going, or the connection is closing). */
+static int tls_input(tusk_h1_conn_t *c, size_t n) {
+  tusk_buf_t out;
+  tusk_buf_init(&out);
+  size_t before = c->in.len;
+  int rc = tusk_tls_conn_feed(c->tls, c->raw.data, n, &c->in, &out);
+  if (out.len) raw_write(c, &out);
+  else tusk_buf_dispose(&out);
+  if (c->closing) return 1;
+  if (rc != 0) {
+    TUSK_DEBUG("%s:%d: TLS: %s", c->remote_addr, c->remote_port, tusk_tls_conn_error(c->tls));
+    tusk__conn_close_after_writes(c);
+    return 1;
+  }
+  if (!c->tls_ready && tusk_tls_conn_ready(c->tls)) {
+    c->tls_ready = 1;
+    const char *alpn = tusk_tls_conn_alpn(c->tls);
+    if (alpn && !strcmp(alpn, "h2")) {
+      c->h2 = tusk_h2_create(c, NULL, NULL, 0);
+      if (!c->h2) {
+        conn_close(c);
+        return 1;
+      }
+      tusk_h2_flush(c->h2);
+    }
+  }
+  if (tusk_tls_conn_peer_closed(c->tls) && c->in.len == before) {
+    conn_close(c);
+    return 1;
+  }
+  if (c->in.len == before) return 1;
+  c->in.data[c->in.len] = '\0';
+  return 0;
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
@@ -999,8 +1095,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   }
   if (nread == 0) return;
   if (c->state == ST_LINGER) return; /* drop */
-  c->in.len += (size_t)nread;
-  c->in.data[c->in.len] = '\0';
+  if (c->tls) {
+    if (tls_input(c, (size_t)nread) != 0) return;
+  } else {
+    c->in.len += (size_t)nread;
+    c->in.data[c->in.len] = '\0';
+  }
   if (c->h2) {
     h2_input(c);
     return;
@@ -1034,6 +1134,8 @@ static void on_close(uv_handle_t *h) {
   tusk_buf_dispose(&c->php_head);
   tusk_buf_dispose(&c->php_body);
   tusk_encoder_destroy(c->enc);
+  tusk_tls_conn_destroy(c->tls);
+  tusk_buf_dispose(&c->raw);
   free(c->headers);
   free(c);
   if (ctx->draining && ctx->nconns == 0 && ctx->on_drained) ctx->on_drained(ctx);
@@ -1087,7 +1189,11 @@ static void addr_str(const struct sockaddr_storage *ss, char *out, size_t outlen
   }
 }
 
-void tusk_h1_conn_start(tusk_http_ctx_t *ctx, tusk_h1_conn_t *c) {
+void tusk_h1_conn_start(tusk_http_ctx_t *ctx, tusk_h1_conn_t *c, int tls) {
+  if (tls && ctx->tls && !(c->tls = tusk_tls_conn_create(ctx->tls))) {
+    tusk_h1_conn_free_unstarted(c);
+    return;
+  }
   uv_timer_init(ctx->loop, &c->timer);
   c->timer.data = c;
   c->handles_open = 2;

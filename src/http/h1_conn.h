@@ -31,6 +31,9 @@ typedef struct tusk_http_ctx_s {
   tusk_docroot_t docroot;
   tusk_route_cache_t *route_cache;
   struct tusk_zcache_s *zcache; /* compressed static files (http/request.c) */
+  struct tusk_tls_ctx_s *tls;   /* certificates, when a TLS listener exists */
+  uv_tcp_t *tls_listener;       /* connections accepted here speak TLS */
+  int tls_port;                 /* for --tls-redirect */
   tusk_h1_limits_t limits;
   FILE *access_log;
   int draining;
@@ -97,6 +100,8 @@ struct tusk_h1_conn_s {
   struct tusk_h2_s *h2;
   /* TLS, or NULL on plain connections. */
   struct tusk_tls_conn_s *tls;
+  int tls_ready;
+  tusk_buf_t raw; /* TLS: ciphertext read */
   char remote_addr[64];
   int remote_port;
   char local_addr[64];
@@ -106,7 +111,7 @@ struct tusk_h1_conn_s {
 /* Called by the listener for each accepted connection (already
  * initialised with uv_tcp_init on ctx->loop and accepted). Takes
  * ownership. */
-void tusk_h1_conn_start(tusk_http_ctx_t *ctx, tusk_h1_conn_t *c);
+void tusk_h1_conn_start(tusk_http_ctx_t *ctx, tusk_h1_conn_t *c, int tls);
 tusk_h1_conn_t *tusk_h1_conn_alloc(tusk_http_ctx_t *ctx);
 void tusk_h1_conn_free_unstarted(tusk_h1_conn_t *c);
 

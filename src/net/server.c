@@ -35,7 +35,7 @@ static void on_connection(uv_stream_t *server, int status) {
     tusk_h1_conn_free_unstarted(c);
     return;
   }
-  tusk_h1_conn_start(ctx, c);
+  tusk_h1_conn_start(ctx, c, (uv_tcp_t *)server == ctx->tls_listener);
 }
 
 int tusk_server_bind(const char *host, int port, int reuseport, int *fd, int *bound_port, char *err,

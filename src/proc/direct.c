@@ -31,6 +31,8 @@ static struct {
   uv_loop_t loop;
   tusk_http_ctx_t http;
   uv_tcp_t listener;
+  uv_tcp_t tls_listener;
+  int tls_listening;
   uv_async_t term;
   tusk_http_job_t *qhead, *qtail; /* requests waiting for this process's PHP */
   int running;
@@ -221,12 +223,14 @@ static void on_term_signal(int sig) { uv_async_send(&D.term); }
 static void begin_drain(void) {
   if (D.http.draining) return;
   uv_close((uv_handle_t *)&D.listener, NULL);
+  if (D.tls_listening) uv_close((uv_handle_t *)&D.tls_listener, NULL);
   tusk_http_drain(&D.http);
 }
 
 static void on_term(uv_async_t *a) { begin_drain(); }
 
-void tusk_worker_direct_main(const tusk_conf_t *conf, int listen_fd, int index, tusk_slot_t *slot) {
+void tusk_worker_direct_main(const tusk_conf_t *conf, int listen_fd, int tls_fd, struct tusk_tls_ctx_s *tls,
+                             int index, tusk_slot_t *slot) {
   char role[32];
   snprintf(role, sizeof role, "worker %d", index);
   tusk_log_set_role(role);
@@ -259,6 +263,15 @@ void tusk_worker_direct_main(const tusk_conf_t *conf, int listen_fd, int index, 
   if (tusk_server_listen_fd(&D.http, &D.listener, listen_fd, err, sizeof err) != 0) {
     TUSK_ERROR("%s", err);
     _exit(1);
+  }
+  if (tls_fd >= 0 && tls) {
+    D.http.tls = tls;
+    D.http.tls_listener = &D.tls_listener;
+    if (tusk_server_listen_fd(&D.http, &D.tls_listener, tls_fd, err, sizeof err) != 0) {
+      TUSK_ERROR("%s", err);
+      _exit(1);
+    }
+    D.tls_listening = 1;
   }
   uv_async_init(&D.loop, &D.term, on_term);
   uv_unref((uv_handle_t *)&D.term);

@@ -23,6 +23,7 @@
 #include "core/common.h"
 #include "core/log.h"
 #include "http/h1_conn.h"
+#include "net/tls.h"
 #include "net/server.h"
 #include "php/sapi.h"
 #include "proc/channel.h"
@@ -81,6 +82,10 @@ static struct {
   size_t nkeep;
   int exit_code;
   int listen_fd;     /* pooled mode: the listening socket */
+  int tls_listen_fd;
+  uv_tcp_t tls_listener;
+  int *tls_listen_fds; /* direct mode */
+  tusk_tls_ctx_t *tls;
   int *listen_fds;   /* direct mode: one SO_REUSEPORT socket per worker index */
   tusk_slot_t *board; /* direct mode: one slot per worker process */
   int nslots;
@@ -539,8 +544,9 @@ static void spawn(int index) {
     }
     if (pid == 0) {
       int lfd = M.listen_fds[index % M.conf->workers];
-      close_inherited_fds(lfd, -1);
-      tusk_worker_direct_main(M.conf, lfd, index, slot);
+      int tfd = M.tls_listen_fds ? M.tls_listen_fds[index % M.conf->workers] : -1;
+      close_inherited_fds(lfd, tfd);
+      tusk_worker_direct_main(M.conf, lfd, tfd, M.tls, index, slot);
     }
     slot->pid = pid;
     tusk_worker_t *w = calloc(1, sizeof *w);
@@ -781,6 +787,7 @@ static void on_sigchld(uv_signal_t *s, int signum) {
 static void stop_listening(void) {
   if (M.listening) {
     uv_close((uv_handle_t *)&M.listener, NULL);
+    if (M.tls) uv_close((uv_handle_t *)&M.tls_listener, NULL);
     M.listening = 0;
   }
 }
@@ -840,6 +847,16 @@ static void reload(const char *why) {
   int n = 0;
   for (tusk_worker_t *w = M.workers; w && n < 4096; w = w->next) {
     if (w->retiring) list[n++] = w;
+  }
+  if (M.tls) {
+    /* Certificates are re-read too (renewed by certbot & co.): new
+     * connections get them, open ones keep theirs. */
+    char err[512];
+    if (tusk_tls_ctx_reload(M.tls, err, sizeof err) != 0) TUSK_WARN("TLS certificates kept: %s", err);
+    else TUSK_INFO("TLS certificates reloaded");
+    if (M.conf->tls_ocsp && tusk_tls_ctx_refresh_ocsp(M.tls, err, sizeof err) < 0) {
+      TUSK_DEBUG("OCSP: %s", err);
+    }
   }
   /* Deployed code must be what the new workers run: OPcache is reset (and
    * so disabled until every process has left it) before they fork. */
@@ -903,6 +920,34 @@ static void start_watching(void) {
 
 /* ---- main ----------------------------------------------------------------------------------- */
 
+/* Loads the certificates (before any fork: every process shares the
+ * session-ticket secret) and staples OCSP responses where it can. */
+static int start_tls(const tusk_conf_t *conf, char *err, size_t errlen) {
+  const char *certs[16], *keys[16];
+  char *cl = strdup(conf->tls_cert), *kl = strdup(conf->tls_key);
+  size_t nc = 0, nk = 0;
+  for (char *save = NULL, *t = strtok_r(cl, ",", &save); t && nc < 16; t = strtok_r(NULL, ",", &save)) certs[nc++] = t;
+  for (char *save = NULL, *t = strtok_r(kl, ",", &save); t && nk < 16; t = strtok_r(NULL, ",", &save)) keys[nk++] = t;
+  int rc = 0;
+  if (nc == 0 || nc != nk) {
+    snprintf(err, errlen, "--tls-cert lists %zu files and --tls-key %zu: give one key per certificate", nc, nk);
+    rc = -1;
+  } else {
+    tusk_tls_conf_t tc = {certs, keys, nc, conf->h2 ? "h2,http/1.1" : "http/1.1", conf->tls_ocsp};
+    M.tls = tusk_tls_ctx_create(&tc, err, errlen);
+    if (!M.tls) rc = -1;
+  }
+  if (M.tls && conf->tls_ocsp) {
+    char oerr[512];
+    int n = tusk_tls_ctx_refresh_ocsp(M.tls, oerr, sizeof oerr);
+    if (n > 0) TUSK_INFO("OCSP: stapling responses for %d certificate(s)", n);
+    else if (n < 0) TUSK_WARN("OCSP: %s (serving without stapling)", oerr);
+  }
+  free(cl);
+  free(kl);
+  return rc;
+}
+
 int tusk_master_run(tusk_conf_t *conf, const char *argv0) {
   memset(&M, 0, sizeof M);
   M.conf = conf;
@@ -918,8 +963,12 @@ int tusk_master_run(tusk_conf_t *conf, const char *argv0) {
 
   M.loop = uv_default_loop();
   tusk_http_ctx_t *h = &M.http;
-  char err[256];
-  int port = 0;
+  char err[512];
+  int port = 0, tls_port = 0;
+  if (conf->tls_cert && start_tls(conf, err, sizeof err) != 0) {
+    fprintf(stderr, "tusk: %s\n", err);
+    return 1;
+  }
   if (conf->direct) {
     /* The master only binds; workers accept and serve. */
     M.nslots = conf->workers * 2 + 8;
@@ -946,6 +995,16 @@ int tusk_master_run(tusk_conf_t *conf, const char *argv0) {
         return 1;
       }
     }
+    if (M.tls) {
+      M.tls_listen_fds = calloc((size_t)conf->workers, sizeof *M.tls_listen_fds);
+      for (int i = 0; i < conf->workers; i++) {
+        if (tusk_server_bind(conf->tls_listen_host, i == 0 ? conf->tls_listen_port : tls_port, 1,
+                             &M.tls_listen_fds[i], &tls_port, err, sizeof err) != 0) {
+          fprintf(stderr, "tusk: %s\n", err);
+          return 1;
+        }
+      }
+    }
   } else {
     if (tusk_http_ctx_init(h, M.loop, conf, err, sizeof err) != 0) {
       fprintf(stderr, "tusk: %s\n", err);
@@ -958,6 +1017,17 @@ int tusk_master_run(tusk_conf_t *conf, const char *argv0) {
         tusk_server_listen_fd(h, &M.listener, M.listen_fd, err, sizeof err) != 0) {
       fprintf(stderr, "tusk: %s\n", err);
       return 1;
+    }
+    if (M.tls) {
+      h->tls = M.tls;
+      h->tls_listener = &M.tls_listener;
+      if (tusk_server_bind(conf->tls_listen_host, conf->tls_listen_port, 0, &M.tls_listen_fd, &tls_port, err,
+                           sizeof err) != 0 ||
+          tusk_server_listen_fd(h, &M.tls_listener, M.tls_listen_fd, err, sizeof err) != 0) {
+        fprintf(stderr, "tusk: %s\n", err);
+        return 1;
+      }
+      h->tls_port = tls_port;
     }
     M.listening = 1;
   }
@@ -988,8 +1058,17 @@ int tusk_master_run(tusk_conf_t *conf, const char *argv0) {
             strchr(conf->listen_host, ':') ? "[" : "", conf->listen_host, strchr(conf->listen_host, ':') ? "]" : "",
             port, conf->workers, conf->direct ? "direct" : "pooled", fc ? ", front controller /" : "", fc ? fc : "",
             conf->worker_script ? ", worker script " : "", conf->worker_script ? conf->worker_script : "");
+  if (M.tls) {
+    TUSK_INFO("HTTPS on https://%s%s%s:%d (%s)", strchr(conf->tls_listen_host, ':') ? "[" : "", conf->tls_listen_host,
+              strchr(conf->tls_listen_host, ':') ? "]" : "", tls_port, conf->h2 ? "h2, http/1.1" : "http/1.1");
+  }
   uv_run(M.loop, UV_RUN_DEFAULT);
   tusk_http_ctx_dispose(h);
+  tusk_tls_ctx_destroy(M.tls);
+  if (M.tls_listen_fds) {
+    for (int i = 0; i < M.conf->workers; i++) close(M.tls_listen_fds[i]);
+    free(M.tls_listen_fds);
+  }
   if (M.conf->direct) {
     for (int i = 0; i < M.conf->workers; i++) close(M.listen_fds[i]);
     free(M.listen_fds);

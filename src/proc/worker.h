@@ -14,6 +14,7 @@
 #include "conf/conf.h"
 
 struct tusk_slot_s;
+struct tusk_tls_ctx_s;
 
 void tusk_worker_main(const tusk_conf_t *conf, int chan_fd, int index) __attribute__((noreturn));
 
@@ -28,7 +29,8 @@ typedef struct tusk_tpl_msg_s {
 /* A direct-mode worker: runs its own HTTP loop on the inherited listening
  * socket and PHP inline (src/proc/direct.c). SIGTERM drains it. Never
  * returns. */
-void tusk_worker_direct_main(const tusk_conf_t *conf, int listen_fd, int index, struct tusk_slot_s *slot)
+void tusk_worker_direct_main(const tusk_conf_t *conf, int listen_fd, int tls_fd, struct tusk_tls_ctx_s *tls,
+                             int index, struct tusk_slot_s *slot)
     __attribute__((noreturn));
 
 #endif
