@@ -1004,6 +1004,9 @@ int tusk_master_run(tusk_conf_t *conf, const char *argv0) {
           return 1;
         }
       }
+      /* Workers are forked with this conf and build their own context:
+       * --tls-redirect needs the port really bound, not :0. */
+      conf->tls_listen_port = tls_port;
     }
   } else {
     if (tusk_http_ctx_init(h, M.loop, conf, err, sizeof err) != 0) {

@@ -1,0 +1,3 @@
+<?php
+header('Content-Type: image/png');
+echo str_repeat("PNGDATA ", 2000);
