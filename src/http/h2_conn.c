@@ -418,7 +418,6 @@ static void dispatch(h2_stream_t *s) {
   tusk__conn_tls_info(c, &rq.tls_version, &rq.tls_cipher, &rq.tls_sni);
   tusk_http_decision_t d;
   tusk_http_decide(h->ctx, &rq, &d, &s->job);
-  free(hv);
   switch (d.act) {
     case TUSK_ACT_STATIC:
       serve_static(s, &rq, &d.route);
@@ -436,6 +435,7 @@ static void dispatch(h2_stream_t *s) {
       break;
   }
   tusk_buf_dispose(&d.headers);
+  free(hv); /* after the static plan, which reads the headers */
 }
 
 /* ---- PHP's response ------------------------------------------------------------------- */
