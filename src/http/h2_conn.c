@@ -801,6 +801,12 @@ int tusk_h2_feed(tusk_h2_t *h, const char *data, size_t len) {
   if (n < 0) {
     TUSK_DEBUG("%s:%d: HTTP/2 session error: %s", h->c->remote_addr, h->c->remote_port,
                nghttp2_strerror((int)n));
+    /* nghttp2 returns these fatal errors without queueing a GOAWAY: tell
+     * the client why before closing (RFC 9113 5.4.1). */
+    uint32_t code = n == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS || n == NGHTTP2_ERR_FLOODED ? NGHTTP2_ENHANCE_YOUR_CALM
+                    : n == NGHTTP2_ERR_NOMEM || n == NGHTTP2_ERR_CALLBACK_FAILURE ? NGHTTP2_INTERNAL_ERROR
+                                                                                      : NGHTTP2_PROTOCOL_ERROR;
+    if (n != NGHTTP2_ERR_FLOODED) nghttp2_session_terminate_session(h->session, code);
     h->failed = 1;
   }
   flush(h);
