@@ -748,6 +748,15 @@ int tusk_h2_feed(tusk_h2_t *h, const char *data, size_t len) {
   if (n < 0) {
     TUSK_DEBUG("%s:%d: HTTP/2 session error: %s", h->c->remote_addr, h->c->remote_port,
                nghttp2_strerror((int)n));
+    /* nghttp2 returns a fatal error (e.g. too many CONTINUATION frames)
+     * without queueing a GOAWAY: tell the client why before closing (RFC
+     * 9113 5.4.1). Not when flooded: its output queue is what is full. */
+    if (n != NGHTTP2_ERR_FLOODED) {
+      uint32_t code = n == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS                          ? NGHTTP2_ENHANCE_YOUR_CALM
+                      : n == NGHTTP2_ERR_NOMEM || n == NGHTTP2_ERR_CALLBACK_FAILURE ? NGHTTP2_INTERNAL_ERROR
+                                                                                      : NGHTTP2_PROTOCOL_ERROR;
+      nghttp2_session_terminate_session(h->session, code);
+    }
     h->failed = 1;
   }
   flush(h);
