@@ -56,6 +56,7 @@ typedef struct h2_stream_s {
   uint64_t sent;
   uint64_t started_ms;
   struct h2_stream_s *prev, *next;
+  struct h2_stream_s *ready_next; /* complete, to dispatch after the input is parsed */
 } h2_stream_t;
 
 struct tusk_h2_s {
@@ -64,6 +65,7 @@ struct tusk_h2_s {
   nghttp2_session *session;
   h2_stream_t *streams; /* open */
   h2_stream_t *dead;    /* closed, to free at a safe point */
+  h2_stream_t *ready, **ready_tail; /* complete requests found while parsing */
   int nstreams;
   int in_recv;
   int in_send;
@@ -628,6 +630,7 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
 }
 
 static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user) {
+  tusk_h2_t *h = user;
   if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;
   h2_stream_t *s = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
   if (!s || s->dispatched) return 0;
@@ -637,7 +640,14 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
     if (!(frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) s->rst_after = 1;
     return 0;
   }
-  if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) dispatch(s);
+  if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) && !s->ready_next && h->ready_tail != &s->ready_next) {
+    /* Dispatched once nghttp2_session_mem_recv() returns: a PHP request
+     * may run inline (direct mode), and its output can only be sent from
+     * outside nghttp2's callbacks. Streams the same input resets are
+     * never started. */
+    *h->ready_tail = s;
+    h->ready_tail = &s->ready_next;
+  }
   return 0;
 }
 
@@ -745,6 +755,17 @@ int tusk_h2_feed(tusk_h2_t *h, const char *data, size_t len) {
   h->in_recv = 1;
   ssize_t n = nghttp2_session_mem_recv(h->session, (const uint8_t *)data, len);
   h->in_recv = 0;
+  /* Requests completed by this input, in order (nothing here frees a
+   * closed stream before the next tusk_h2_feed()/tusk_h2_flush()). */
+  h2_stream_t *r = h->ready;
+  h->ready = NULL;
+  h->ready_tail = &h->ready;
+  while (r) {
+    h2_stream_t *next = r->ready_next;
+    r->ready_next = NULL;
+    if (n >= 0 && !r->closed && !h->c->closing) dispatch(r);
+    r = next;
+  }
   if (n < 0) {
     TUSK_DEBUG("%s:%d: HTTP/2 session error: %s", h->c->remote_addr, h->c->remote_port,
                nghttp2_strerror((int)n));
@@ -780,6 +801,7 @@ tusk_h2_t *tusk_h2_create(tusk_h1_conn_t *c, const tusk_http_req_t *upgrade, con
   if (!h) return NULL;
   h->c = c;
   h->ctx = c->ctx;
+  h->ready_tail = &h->ready;
   const tusk_conf_t *conf = c->ctx->conf;
   nghttp2_session_callbacks *cb;
   if (nghttp2_session_callbacks_new(&cb) != 0) {
