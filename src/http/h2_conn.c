@@ -20,6 +20,8 @@
 /* Rapid reset (CVE-2023-44487): streams the client cancels while their
  * request is with PHP. More than this many per window ends the connection. */
 #define RESET_WINDOW_MS 10000
+/* Ranges of stream ids the client skipped that are remembered. */
+#define SKIPPED_MAX 16
 
 typedef struct h2_hdr_s {
   uint32_t name_off, name_len, value_off, value_len;
@@ -73,6 +75,14 @@ struct tusk_h2_s {
   int failed;
   uint64_t reset_window_start;
   int resets;
+  /* Stream ids: the highest the client sent HEADERS on, and ranges it jumped over
+   * (those streams are closed without ever having been open, RFC 9113
+   * 5.1.1; nghttp2 ignores a HEADERS on them instead of failing). */
+  int32_t last_opened;
+  struct {
+    int32_t lo, hi;
+  } skipped[SKIPPED_MAX];
+  int nskipped, skipped_next;
 };
 
 static void flush(tusk_h2_t *h);
@@ -567,6 +577,36 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
   return 0;
 }
 
+/* A HEADERS frame on a stream id the client skipped earlier (numerically
+ * smaller than one it used since, so never sent HEADERS on) is a
+ * connection error of type PROTOCOL_ERROR (RFC 9113 5.1.1). Ids that did
+ * carry HEADERS are left to nghttp2, which ignores late frames on them
+ * (trailers crossing our RST_STREAM are not an error). */
+static int on_begin_frame(nghttp2_session *session, const nghttp2_frame_hd *hd, void *user) {
+  tusk_h2_t *h = user;
+  int32_t id = hd->stream_id;
+  if (hd->type != NGHTTP2_HEADERS || !(id & 1) || id == h->last_opened) return 0;
+  if (id > h->last_opened) {
+    if (id > h->last_opened + 2) {
+      h->skipped[h->skipped_next].lo = h->last_opened + 2;
+      h->skipped[h->skipped_next].hi = id - 2;
+      h->skipped_next = (h->skipped_next + 1) % SKIPPED_MAX;
+      if (h->nskipped < SKIPPED_MAX) h->nskipped++;
+    }
+    h->last_opened = id;
+    return 0;
+  }
+  for (int i = 0; i < h->nskipped; i++) {
+    if (hd->stream_id >= h->skipped[i].lo && hd->stream_id <= h->skipped[i].hi) {
+      TUSK_DEBUG("%s:%d: HTTP/2 HEADERS on stream %d, which was skipped (last opened %d)", h->c->remote_addr,
+                 h->c->remote_port, hd->stream_id, h->last_opened);
+      nghttp2_session_terminate_session(session, NGHTTP2_PROTOCOL_ERROR);
+      break;
+    }
+  }
+  return 0;
+}
+
 static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name, size_t nl,
                      const uint8_t *value, size_t vl, uint8_t flags, void *user) {
   tusk_h2_t *h = user;
@@ -802,6 +842,7 @@ tusk_h2_t *tusk_h2_create(tusk_h1_conn_t *c, const tusk_http_req_t *upgrade, con
   h->c = c;
   h->ctx = c->ctx;
   h->ready_tail = &h->ready;
+  h->last_opened = -1;
   const tusk_conf_t *conf = c->ctx->conf;
   nghttp2_session_callbacks *cb;
   if (nghttp2_session_callbacks_new(&cb) != 0) {
@@ -809,6 +850,7 @@ tusk_h2_t *tusk_h2_create(tusk_h1_conn_t *c, const tusk_http_req_t *upgrade, con
     return NULL;
   }
   nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
+  nghttp2_session_callbacks_set_on_begin_frame_callback(cb, on_begin_frame);
   nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
   nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
@@ -842,6 +884,7 @@ tusk_h2_t *tusk_h2_create(tusk_h1_conn_t *c, const tusk_http_req_t *upgrade, con
   if (upgrade) {
     h2_stream_t *s = stream_new(h, 1);
     if (!s) goto fail;
+    h->last_opened = 1;
     int head = upgrade->method_len == 4 && !memcmp(upgrade->method, "HEAD", 4);
     if (nghttp2_session_upgrade2(h->session, (const uint8_t *)settings, settings_len, head, s) != 0) {
       stream_close(s);
