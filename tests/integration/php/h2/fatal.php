@@ -1,0 +1,3 @@
+<?php
+echo "before";
+this_function_does_not_exist_h2();
