@@ -541,7 +541,9 @@ static void php_end(tusk_http_job_t *j) {
   if (s->closed) return;
   s->eof = 1;
   if (!s->responded) {
-    start_php_response(s, (long long)s->out.len);
+    /* HEAD: the body was not kept, so its length is unknown here (a
+     * Content-Length PHP set is used; never 0 for a non-empty GET). */
+    start_php_response(s, s->is_head ? -1 : (long long)s->out.len);
   } else if (s->deferred) {
     s->deferred = 0;
     nghttp2_session_resume_data(s->h->session, s->id);

@@ -247,10 +247,17 @@ def test_get_head_protocol_and_host_from_authority(start_server):
     assert h["content-type"] == ["application/json"]
     assert h["content-length"] == [str(len(body))]
     assert h["server"] == ["tusk"]
-    # HEAD: same headers, no body.
+    # HEAD: same headers, no body, and no Content-Length that differs from
+    # the GET's (RFC 9110 8.6): the script's output is not counted, so none.
     st, hs, body = c.get("/echo.php", method="HEAD")
     assert st == 200 and body == b""
     assert hmap(hs)["content-type"] == ["application/json"]
+    assert "content-length" not in hmap(hs), hs
+    # A Content-Length the script sets itself is kept.
+    st, hs, body = c.get("/fixed.php", method="HEAD")
+    assert st == 200 and body == b"" and hmap(hs)["content-length"] == ["11"], hs
+    st, hs, body = c.get("/fixed.php")
+    assert st == 200 and body == b"fixed body\n" and hmap(hs)["content-length"] == ["11"], hs
     c.close()
 
 
