@@ -828,6 +828,8 @@ int tusk_h2_feed(tusk_h2_t *h, const char *data, size_t len) {
 
 int tusk_h2_idle(const tusk_h2_t *h) { return h->nstreams == 0; }
 
+int tusk_h2_draining(const tusk_h2_t *h) { return h->draining; }
+
 void tusk_h2_drain(tusk_h2_t *h) {
   if (h->draining) return;
   h->draining = 1;

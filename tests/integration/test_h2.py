@@ -610,6 +610,21 @@ def test_goaway_on_sigterm_while_a_slow_stream_finishes(start_server):
     assert s.proc.wait(timeout=10) == 0
 
 
+def test_idle_connection_gets_goaway_before_close(start_server):
+    s = serve(start_server, "--idle-timeout", "1")
+    sock = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+    req = _hpack([(":method", "GET"), (":path", "/fast.php"), (":scheme", "http"), (":authority", "x")])
+    sock.sendall(PREFACE + frame(SETTINGS, 0, 0) + frame(HEADERS, 0x5, 1, req))
+    t0 = time.time()
+    frames, closed = read_frames(sock, 5)
+    assert closed, frames
+    assert 0.8 < time.time() - t0 < 4
+    assert b"".join(f[3] for f in frames if f[0] == DATA) == b"fast done"
+    # RFC 9113 9.1: GOAWAY first, naming the last stream that was processed.
+    assert goaways(frames) == [(1, NO_ERROR)], frames
+    sock.close()
+
+
 def test_new_connections_during_drain_are_not_served(start_server):
     s = serve(start_server)
     c = H2(s.port)
