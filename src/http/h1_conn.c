@@ -51,9 +51,17 @@ static void on_timer(uv_timer_t *t) {
   tusk_h1_conn_t *c = t->data;
   if (c->closing) return;
   if (c->h2) {
-    /* Streams waiting for PHP keep the connection; an idle one closes. */
-    if (tusk_h2_idle(c->h2) || c->state == ST_LINGER) conn_close(c);
-    else uv_timer_start(&c->timer, on_timer, (uint64_t)(c->ctx->conf->idle_timeout * 1000), 0);
+    /* Streams waiting for PHP keep the connection; an idle one says
+     * GOAWAY before closing (RFC 9113 9.1), so that the client knows no
+     * request of its was lost, and is closed if still there 2 s later. */
+    if (c->state == ST_LINGER || (tusk_h2_idle(c->h2) && tusk_h2_draining(c->h2))) {
+      conn_close(c);
+    } else if (tusk_h2_idle(c->h2)) {
+      tusk_h2_drain(c->h2);
+      if (!c->closing && c->state != ST_LINGER) uv_timer_start(&c->timer, on_timer, 2000, 0);
+    } else {
+      uv_timer_start(&c->timer, on_timer, (uint64_t)(c->ctx->conf->idle_timeout * 1000), 0);
+    }
     return;
   }
   switch (c->state) {

@@ -21,6 +21,8 @@
 /* Rapid reset (CVE-2023-44487): streams the client cancels while their
  * request is with PHP. More than this many per window ends the connection. */
 #define RESET_WINDOW_MS 10000
+/* Ranges of stream ids the client skipped that are remembered. */
+#define SKIPPED_MAX 16
 
 typedef struct h2_hdr_s {
   uint32_t name_off, name_len, value_off, value_len;
@@ -59,6 +61,7 @@ typedef struct h2_stream_s {
   uint64_t sent;
   uint64_t started_ms;
   struct h2_stream_s *prev, *next;
+  struct h2_stream_s *ready_next; /* complete, to dispatch after the input is parsed */
 } h2_stream_t;
 
 struct tusk_h2_s {
@@ -67,6 +70,7 @@ struct tusk_h2_s {
   nghttp2_session *session;
   h2_stream_t *streams; /* open */
   h2_stream_t *dead;    /* closed, to free at a safe point */
+  h2_stream_t *ready, **ready_tail; /* complete requests found while parsing */
   int nstreams;
   int in_recv;
   int in_send;
@@ -74,6 +78,14 @@ struct tusk_h2_s {
   int failed;
   uint64_t reset_window_start;
   int resets;
+  /* Stream ids: the highest the client sent HEADERS on, and ranges it jumped over
+   * (those streams are closed without ever having been open, RFC 9113
+   * 5.1.1; nghttp2 ignores a HEADERS on them instead of failing). */
+  int32_t last_opened;
+  struct {
+    int32_t lo, hi;
+  } skipped[SKIPPED_MAX];
+  int nskipped, skipped_next;
 };
 
 static void flush(tusk_h2_t *h);
@@ -544,7 +556,10 @@ static void start_php_response(h2_stream_t *s, int streamed) {
   if (s->enc_kind) {
     tusk_buf_printf(&all, "Content-Encoding: %s\r\nVary: Accept-Encoding\r\n", tusk_compress_name(s->enc_kind));
   }
-  submit_head(s, status, all.data ? all.data : "", all.len, streamed ? -1 : (long long)s->out.len, with_body);
+  /* HEAD: the body was not kept, its length is unknown (PHP's own
+   * Content-Length is used; never 0 for a non-empty GET). */
+  submit_head(s, status, all.data ? all.data : "", all.len, streamed || s->is_head ? -1 : (long long)s->out.len,
+              with_body);
   tusk_buf_dispose(&all);
 }
 
@@ -618,6 +633,36 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
   return 0;
 }
 
+/* A HEADERS frame on a stream id the client skipped earlier (numerically
+ * smaller than one it used since, so never sent HEADERS on) is a
+ * connection error of type PROTOCOL_ERROR (RFC 9113 5.1.1). Ids that did
+ * carry HEADERS are left to nghttp2, which ignores late frames on them
+ * (trailers crossing our RST_STREAM are not an error). */
+static int on_begin_frame(nghttp2_session *session, const nghttp2_frame_hd *hd, void *user) {
+  tusk_h2_t *h = user;
+  int32_t id = hd->stream_id;
+  if (hd->type != NGHTTP2_HEADERS || !(id & 1) || id == h->last_opened) return 0;
+  if (id > h->last_opened) {
+    if (id > h->last_opened + 2) {
+      h->skipped[h->skipped_next].lo = h->last_opened + 2;
+      h->skipped[h->skipped_next].hi = id - 2;
+      h->skipped_next = (h->skipped_next + 1) % SKIPPED_MAX;
+      if (h->nskipped < SKIPPED_MAX) h->nskipped++;
+    }
+    h->last_opened = id;
+    return 0;
+  }
+  for (int i = 0; i < h->nskipped; i++) {
+    if (hd->stream_id >= h->skipped[i].lo && hd->stream_id <= h->skipped[i].hi) {
+      TUSK_DEBUG("%s:%d: HTTP/2 HEADERS on stream %d, which was skipped (last opened %d)", h->c->remote_addr,
+                 h->c->remote_port, hd->stream_id, h->last_opened);
+      nghttp2_session_terminate_session(session, NGHTTP2_PROTOCOL_ERROR);
+      break;
+    }
+  }
+  return 0;
+}
+
 static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name, size_t nl,
                      const uint8_t *value, size_t vl, uint8_t flags, void *user) {
   tusk_h2_t *h = user;
@@ -681,6 +726,7 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
 }
 
 static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user) {
+  tusk_h2_t *h = user;
   if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;
   h2_stream_t *s = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
   if (!s || s->dispatched) return 0;
@@ -690,7 +736,14 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
     if (!(frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) s->rst_after = 1;
     return 0;
   }
-  if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) dispatch(s);
+  if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) && !s->ready_next && h->ready_tail != &s->ready_next) {
+    /* Dispatched once nghttp2_session_mem_recv() returns: a PHP request
+     * may run inline (direct mode), and its output can only be sent from
+     * outside nghttp2's callbacks. Streams the same input resets are
+     * never started. */
+    *h->ready_tail = s;
+    h->ready_tail = &s->ready_next;
+  }
   return 0;
 }
 
@@ -798,15 +851,29 @@ int tusk_h2_feed(tusk_h2_t *h, const char *data, size_t len) {
   h->in_recv = 1;
   ssize_t n = nghttp2_session_mem_recv(h->session, (const uint8_t *)data, len);
   h->in_recv = 0;
+  /* Requests completed by this input, in order (nothing here frees a
+   * closed stream before the next tusk_h2_feed()/tusk_h2_flush()). */
+  h2_stream_t *r = h->ready;
+  h->ready = NULL;
+  h->ready_tail = &h->ready;
+  while (r) {
+    h2_stream_t *next = r->ready_next;
+    r->ready_next = NULL;
+    if (n >= 0 && !r->closed && !h->c->closing) dispatch(r);
+    r = next;
+  }
   if (n < 0) {
     TUSK_DEBUG("%s:%d: HTTP/2 session error: %s", h->c->remote_addr, h->c->remote_port,
                nghttp2_strerror((int)n));
-    /* nghttp2 returns these fatal errors without queueing a GOAWAY: tell
-     * the client why before closing (RFC 9113 5.4.1). */
-    uint32_t code = n == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS || n == NGHTTP2_ERR_FLOODED ? NGHTTP2_ENHANCE_YOUR_CALM
-                    : n == NGHTTP2_ERR_NOMEM || n == NGHTTP2_ERR_CALLBACK_FAILURE ? NGHTTP2_INTERNAL_ERROR
+    /* nghttp2 returns a fatal error (e.g. too many CONTINUATION frames)
+     * without queueing a GOAWAY: tell the client why before closing (RFC
+     * 9113 5.4.1). Not when flooded: its output queue is what is full. */
+    if (n != NGHTTP2_ERR_FLOODED) {
+      uint32_t code = n == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS                          ? NGHTTP2_ENHANCE_YOUR_CALM
+                      : n == NGHTTP2_ERR_NOMEM || n == NGHTTP2_ERR_CALLBACK_FAILURE ? NGHTTP2_INTERNAL_ERROR
                                                                                       : NGHTTP2_PROTOCOL_ERROR;
-    if (n != NGHTTP2_ERR_FLOODED) nghttp2_session_terminate_session(h->session, code);
+      nghttp2_session_terminate_session(h->session, code);
+    }
     h->failed = 1;
   }
   flush(h);
@@ -814,6 +881,8 @@ int tusk_h2_feed(tusk_h2_t *h, const char *data, size_t len) {
 }
 
 int tusk_h2_idle(const tusk_h2_t *h) { return h->nstreams == 0; }
+
+int tusk_h2_draining(const tusk_h2_t *h) { return h->draining; }
 
 void tusk_h2_drain(tusk_h2_t *h) {
   if (h->draining) return;
@@ -830,6 +899,8 @@ tusk_h2_t *tusk_h2_create(tusk_h1_conn_t *c, const tusk_http_req_t *upgrade, con
   if (!h) return NULL;
   h->c = c;
   h->ctx = c->ctx;
+  h->ready_tail = &h->ready;
+  h->last_opened = -1;
   const tusk_conf_t *conf = c->ctx->conf;
   nghttp2_session_callbacks *cb;
   if (nghttp2_session_callbacks_new(&cb) != 0) {
@@ -837,6 +908,7 @@ tusk_h2_t *tusk_h2_create(tusk_h1_conn_t *c, const tusk_http_req_t *upgrade, con
     return NULL;
   }
   nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
+  nghttp2_session_callbacks_set_on_begin_frame_callback(cb, on_begin_frame);
   nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
   nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
@@ -870,6 +942,7 @@ tusk_h2_t *tusk_h2_create(tusk_h1_conn_t *c, const tusk_http_req_t *upgrade, con
   if (upgrade) {
     h2_stream_t *s = stream_new(h, 1);
     if (!s) goto fail;
+    h->last_opened = 1;
     int head = upgrade->method_len == 4 && !memcmp(upgrade->method, "HEAD", 4);
     if (nghttp2_session_upgrade2(h->session, (const uint8_t *)settings, settings_len, head, s) != 0) {
       stream_close(s);

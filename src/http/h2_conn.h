@@ -35,5 +35,7 @@ void tusk_h2_flush(tusk_h2_t *h);
 void tusk_h2_drain(tusk_h2_t *h);
 /* 1 when no stream is open (for the idle timeout). */
 int tusk_h2_idle(const tusk_h2_t *h);
+/* 1 once tusk_h2_drain() has sent GOAWAY. */
+int tusk_h2_draining(const tusk_h2_t *h);
 
 #endif

@@ -7,6 +7,8 @@ header('X-Multi: two', false);
 header('Connection: keep-alive');
 header('Keep-Alive: timeout=5');
 header('Upgrade: websocket');
+header('Transfer-Encoding: chunked');
+header('Proxy-Connection: keep-alive');
 setcookie('sess', 'abc123', ['path' => '/', 'httponly' => true]);
 setcookie('theme', 'dark');
 http_response_code(201);
