@@ -779,53 +779,32 @@ static void process(tusk_h1_conn_t *c) {
 /* ---- PHP response ------------------------------------------------------------- */
 
 static int php_status(tusk_h1_conn_t *c) {
-  if (c->php_head.len < 4) return 200;
-  uint16_t st;
-  memcpy(&st, c->php_head.data, 2);
-  return st ? st : 200;
+  tusk_chan_head_t h;
+  tusk_chan_head_parse(c->php_head.data, c->php_head.len, &h);
+  return h.status;
 }
 
 static int bodyless(int status) { return status < 200 || status == 204 || status == 304; }
 
-/* Builds the response head from PHP's HEAD frame. content_length < 0 means
- * the body is streamed (chunked on HTTP/1.1, close-delimited on 1.0). */
-static const char *php_lines(tusk_h1_conn_t *c, size_t *ll) {
-  *ll = 0;
-  if (c->php_head.len < 4) return "";
-  uint16_t r16;
-  memcpy(&r16, c->php_head.data + 2, 2);
-  if ((size_t)r16 + 4 > c->php_head.len) return "";
-  *ll = c->php_head.len - 4 - r16;
-  return c->php_head.data + 4 + r16;
-}
-
 /* The encoding for this PHP response (known_len -1: streamed). */
 static int pick_encoding(tusk_h1_conn_t *c, long long known_len) {
   if (c->is_head || !c->ctx->conf->compress_mask) return TUSK_ENC_NONE;
-  tusk_http_req_t rq;
-  h1_view(c, &rq);
-  size_t ll;
-  const char *lines = php_lines(c, &ll);
-  return tusk_http_pick_encoding(c->ctx, &rq, php_status(c), lines, ll, known_len);
+  const tusk_h1_header_t *ae = tusk_h1_find_header(&c->req, "Accept-Encoding");
+  if (!ae) return TUSK_ENC_NONE;
+  tusk_chan_head_t h;
+  tusk_chan_head_parse(c->php_head.data, c->php_head.len, &h);
+  return tusk_http_pick_encoding(c->ctx, ae->value, ae->value_len, h.status, h.lines, h.lines_len, known_len);
 }
 
+/* Builds the response head from PHP's HEAD frame. content_length < 0 means
+ * the body is streamed (chunked on HTTP/1.1, close-delimited on 1.0). */
 static void build_head(tusk_h1_conn_t *c, tusk_buf_t *b, long long content_length) {
-  int status = php_status(c);
-  const char *reason = NULL;
-  size_t rl = 0;
-  const char *lines = "";
-  size_t ll = 0;
-  if (c->php_head.len >= 4) {
-    uint16_t r16;
-    memcpy(&r16, c->php_head.data + 2, 2);
-    if ((size_t)r16 + 4 <= c->php_head.len) {
-      reason = c->php_head.data + 4;
-      rl = r16;
-      lines = reason + rl;
-      ll = c->php_head.len - 4 - rl;
-    }
-  }
-  if (!reason || rl == 0) {
+  tusk_chan_head_t h;
+  tusk_chan_head_parse(c->php_head.data, c->php_head.len, &h);
+  int status = h.status;
+  const char *reason = h.reason, *lines = h.lines;
+  size_t rl = h.reason_len, ll = h.lines_len;
+  if (rl == 0) {
     reason = tusk_http_reason(status);
     rl = strlen(reason);
   }
@@ -886,18 +865,18 @@ static void build_head(tusk_h1_conn_t *c, tusk_buf_t *b, long long content_lengt
 
 static void php_info(tusk_http_job_t *j, const char *payload, size_t len) {
   tusk_h1_conn_t *c = CONN_OF(j);
-  if (c->closing || c->streaming || c->req.version_minor == 0 || len < 4) return;
-  uint16_t st, rl;
-  memcpy(&st, payload, 2);
-  memcpy(&rl, payload + 2, 2);
-  if ((size_t)rl + 4 > len || st < 100 || st > 199 || st == 101) return;
-  const char *reason = rl ? payload + 4 : tusk_http_reason(st);
-  int reason_len = rl ? (int)rl : (int)strlen(reason);
+  if (c->closing || c->streaming || c->req.version_minor == 0) return;
+  tusk_chan_head_t h;
+  tusk_chan_head_parse(payload, len, &h);
+  int st = h.status;
+  if (st < 100 || st > 199 || st == 101) return;
+  const char *reason = h.reason_len ? h.reason : tusk_http_reason(st);
+  int reason_len = h.reason_len ? (int)h.reason_len : (int)strlen(reason);
   tusk_buf_t b;
   tusk_buf_init(&b);
   tusk_buf_printf(&b, "HTTP/1.1 %d %.*s\r\n", st, reason_len, reason);
   /* Only hints belong in an informational head: the Link headers. */
-  const char *p = payload + 4 + rl, *end = payload + len;
+  const char *p = h.lines, *end = h.lines + h.lines_len;
   while (p < end) {
     const char *eol = memchr(p, '\r', (size_t)(end - p));
     if (!eol) eol = end;

@@ -15,6 +15,7 @@
 #include "http/compress.h"
 #include "http/h1_conn.h"
 #include "http/response.h"
+#include "proc/channel.h"
 
 #define STREAM_OF(j) ((h2_stream_t *)((char *)(j) - offsetof(h2_stream_t, job)))
 #define SEND_BATCH (256 * 1024)
@@ -36,7 +37,7 @@ typedef struct h2_stream_s {
   tusk_buf_t hstore; /* names and values, NUL-terminated each */
   h2_hdr_t *hidx;
   size_t nh, hcap, hbytes;
-  long method, path, authority, scheme; /* offsets into hstore, -1 when absent */
+  long method, path, authority; /* value offsets into hstore, -1 when absent */
   size_t method_len, path_len, authority_len;
   tusk_buf_t body;
   int has_body;
@@ -100,7 +101,7 @@ static h2_stream_t *stream_new(tusk_h2_t *h, int32_t id) {
   s->job.ops = &h2_job_ops;
   s->h = h;
   s->id = id;
-  s->method = s->path = s->authority = s->scheme = -1;
+  s->method = s->path = s->authority = -1;
   s->fd = -1;
   s->started_ms = uv_now(h->ctx->loop);
   s->next = h->streams;
@@ -138,6 +139,31 @@ static void stream_close(h2_stream_t *s) {
   h->dead = s;
 }
 
+/* Stores one request field (name lower-cased), indexing it unless it is a
+ * pseudo-header. Returns the value's offset in hstore, or -1 (no memory). */
+static long stream_add(h2_stream_t *s, const char *name, size_t nl, const char *value, size_t vl) {
+  if (name[0] != ':' && s->nh == s->hcap) {
+    size_t cap = s->hcap ? s->hcap * 2 : 16;
+    h2_hdr_t *x = realloc(s->hidx, cap * sizeof *x);
+    if (!x) return -1;
+    s->hidx = x;
+    s->hcap = cap;
+  }
+  size_t off = s->hstore.len;
+  if (tusk_buf_append(&s->hstore, name, nl) != 0 || tusk_buf_append(&s->hstore, "", 1) != 0 ||
+      tusk_buf_append(&s->hstore, value, vl) != 0 || tusk_buf_append(&s->hstore, "", 1) != 0) {
+    return -1;
+  }
+  for (size_t k = 0; k < nl; k++) {
+    char ch = s->hstore.data[off + k];
+    if (ch >= 'A' && ch <= 'Z') s->hstore.data[off + k] = (char)(ch + 32);
+  }
+  if (name[0] != ':') {
+    s->hidx[s->nh++] = (h2_hdr_t){(uint32_t)off, (uint32_t)nl, (uint32_t)(off + nl + 1), (uint32_t)vl};
+  }
+  return (long)(off + nl + 1);
+}
+
 static void reap(tusk_h2_t *h) {
   while (h->dead) {
     h2_stream_t *s = h->dead;
@@ -146,17 +172,25 @@ static void reap(tusk_h2_t *h) {
   }
 }
 
+/* The value of a request header (lower-case name), NUL-terminated in
+ * hstore, or NULL. */
+static const char *stream_header(const h2_stream_t *s, const char *name, size_t *len) {
+  for (size_t i = 0; i < s->nh; i++) {
+    if (!strcmp(s->hstore.data + s->hidx[i].name_off, name)) {
+      *len = s->hidx[i].value_len;
+      return s->hstore.data + s->hidx[i].value_off;
+    }
+  }
+  return NULL;
+}
+
 static void access_log(h2_stream_t *s) {
   FILE *f = s->h->ctx->access_log;
   if (!f || s->method < 0) return;
   char date[32];
   tusk_http_date_format(time(NULL), date);
-  const char *ref = NULL, *ua = NULL;
-  for (size_t i = 0; i < s->nh; i++) {
-    const char *n = s->hstore.data + s->hidx[i].name_off;
-    if (!strcmp(n, "referer")) ref = s->hstore.data + s->hidx[i].value_off;
-    if (!strcmp(n, "user-agent")) ua = s->hstore.data + s->hidx[i].value_off;
-  }
+  size_t unused;
+  const char *ref = stream_header(s, "referer", &unused), *ua = stream_header(s, "user-agent", &unused);
   fprintf(f, "%s - - [%s] \"%s %s HTTP/2.0\" %d %llu \"%s\" \"%s\" %llums\n", s->h->c->remote_addr, date,
           s->hstore.data + s->method, s->path >= 0 ? s->hstore.data + s->path : "-", s->status,
           (unsigned long long)s->sent, ref ? ref : "-", ua ? ua : "-",
@@ -211,9 +245,8 @@ static int connection_specific(const char *n, size_t len) {
          (len == 17 && !strncasecmp(n, "transfer-encoding", 17)) || (len == 7 && !strncasecmp(n, "upgrade", 7));
 }
 
-/* Converts "Name: value\r\n" lines into name/value pairs with lowercase
- * names, stored in store (which must not grow after the pointers are
- * taken: it is sized first). Returns the number of pairs. */
+/* Response fields for nghttp2: names lower-cased into one store, as
+ * offsets while the store grows, made pointers by nv_done(). */
 typedef struct {
   nghttp2_nv *nv;
   size_t n, cap;
@@ -402,11 +435,9 @@ static void dispatch(h2_stream_t *s) {
     }
   }
   if (s->authority >= 0) {
+    if (!host) hv[n++] = (tusk_h1_header_t){"host", 4, s->hstore.data + s->authority, s->authority_len};
     host = s->hstore.data + s->authority;
     host_len = s->authority_len;
-    int have_host = 0;
-    for (size_t i = 0; i < n; i++) have_host |= hv[i].name_len == 4 && !memcmp(hv[i].name, "host", 4);
-    if (!have_host) hv[n++] = (tusk_h1_header_t){"host", 4, host, host_len};
   }
   tusk_h1_conn_t *c = h->c;
   tusk_http_req_t rq;
@@ -453,25 +484,9 @@ static void dispatch(h2_stream_t *s) {
 /* ---- PHP's response ------------------------------------------------------------------- */
 
 static int php_status(h2_stream_t *s) {
-  if (s->php_head.len < 4) return 200;
-  uint16_t st;
-  memcpy(&st, s->php_head.data, 2);
-  return st ? st : 200;
-}
-
-static const char *php_lines(const tusk_buf_t *head, size_t *ll) {
-  uint16_t rl;
-  if (head->len < 4) {
-    *ll = 0;
-    return "";
-  }
-  memcpy(&rl, head->data + 2, 2);
-  if ((size_t)rl + 4 > head->len) {
-    *ll = 0;
-    return "";
-  }
-  *ll = head->len - 4 - rl;
-  return head->data + 4 + rl;
+  tusk_chan_head_t h;
+  tusk_chan_head_parse(s->php_head.data, s->php_head.len, &h);
+  return h.status;
 }
 
 static void php_head(tusk_http_job_t *j, const char *payload, size_t len) {
@@ -482,18 +497,17 @@ static void php_head(tusk_http_job_t *j, const char *payload, size_t len) {
 
 static void php_info(tusk_http_job_t *j, const char *payload, size_t len) {
   h2_stream_t *s = STREAM_OF(j);
-  if (s->closed || s->responded || len < 4) return;
-  uint16_t st, rl;
-  memcpy(&st, payload, 2);
-  memcpy(&rl, payload + 2, 2);
-  if ((size_t)rl + 4 > len || st < 100 || st > 199 || st == 101) return;
+  if (s->closed || s->responded) return;
+  tusk_chan_head_t h;
+  tusk_chan_head_parse(payload, len, &h);
+  if (h.status < 100 || h.status > 199 || h.status == 101) return;
   nvlist_t l;
   nv_init(&l);
   char sts[8];
-  snprintf(sts, sizeof sts, "%d", st);
+  snprintf(sts, sizeof sts, "%d", h.status);
   nv_add(&l, ":status", 7, sts, strlen(sts));
   int d1, d2;
-  nv_add_lines(&l, payload + 4 + rl, len - 4 - rl, 1, &d1, &d2);
+  nv_add_lines(&l, h.lines, h.lines_len, 1, &d1, &d2);
   nv_done(&l);
   nghttp2_submit_headers(s->h->session, NGHTTP2_FLAG_NONE, s->id, NULL, l.nv, l.n, NULL);
   nv_dispose(&l);
@@ -504,28 +518,21 @@ static void php_info(tusk_http_job_t *j, const char *payload, size_t len) {
  * response allow (known_len -1: streamed). */
 static int pick_encoding(h2_stream_t *s, long long known_len) {
   if (s->is_head || !s->h->ctx->conf->compress_mask) return TUSK_ENC_NONE;
-  tusk_h1_header_t ae = {"accept-encoding", 15, NULL, 0};
-  for (size_t i = 0; i < s->nh; i++) {
-    if (!strcmp(s->hstore.data + s->hidx[i].name_off, "accept-encoding")) {
-      ae.value = s->hstore.data + s->hidx[i].value_off;
-      ae.value_len = s->hidx[i].value_len;
-    }
-  }
-  if (!ae.value) return TUSK_ENC_NONE;
-  tusk_http_req_t rq;
-  memset(&rq, 0, sizeof rq);
-  rq.headers = &ae;
-  rq.num_headers = 1;
-  size_t ll;
-  const char *lines = php_lines(&s->php_head, &ll);
-  return tusk_http_pick_encoding(s->h->ctx, &rq, php_status(s), lines, ll, known_len);
+  size_t al;
+  const char *accept = stream_header(s, "accept-encoding", &al);
+  if (!accept) return TUSK_ENC_NONE;
+  tusk_chan_head_t h;
+  tusk_chan_head_parse(s->php_head.data, s->php_head.len, &h);
+  return tusk_http_pick_encoding(s->h->ctx, accept, al, h.status, h.lines, h.lines_len, known_len);
 }
 
 /* streamed: the body goes on after this (flush); else out is all of it. */
 static void start_php_response(h2_stream_t *s, int streamed) {
-  int status = php_status(s);
-  size_t ll;
-  const char *lines = php_lines(&s->php_head, &ll);
+  tusk_chan_head_t h;
+  tusk_chan_head_parse(s->php_head.data, s->php_head.len, &h);
+  int status = h.status;
+  const char *lines = h.lines;
+  size_t ll = h.lines_len;
   int with_body = !s->is_head && !bodyless(status);
   if (!with_body) tusk_buf_reset(&s->out);
   s->enc_kind = with_body ? pick_encoding(s, streamed ? -1 : (long long)s->out.len) : 0;
@@ -678,42 +685,30 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
     return 0;
   }
   if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0; /* trailers: ignored */
-  size_t off = s->hstore.len;
-  if (tusk_buf_append(&s->hstore, name, nl) != 0 || tusk_buf_append(&s->hstore, "", 1) != 0 ||
-      tusk_buf_append(&s->hstore, value, vl) != 0 || tusk_buf_append(&s->hstore, "", 1) != 0) {
-    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-  }
-  if (nl > 0 && name[0] == ':') {
-    if (nl == 7 && !memcmp(name, ":method", 7)) {
-      s->method = (long)(off + nl + 1);
-      s->method_len = vl;
-      s->is_head = vl == 4 && !memcmp(value, "HEAD", 4);
-    } else if (nl == 5 && !memcmp(name, ":path", 5)) {
-      s->path = (long)(off + nl + 1);
-      s->path_len = vl;
-      if (vl > conf->max_uri) s->bad = 414;
-    } else if (nl == 10 && !memcmp(name, ":authority", 10)) {
-      s->authority = (long)(off + nl + 1);
-      s->authority_len = vl;
-    } else if (nl == 7 && !memcmp(name, ":scheme", 7)) {
-      s->scheme = (long)(off + nl + 1);
-    }
-    return 0;
-  }
-  if (s->nh >= conf->max_headers) {
+  if (nl > 0 && name[0] != ':' && s->nh >= conf->max_headers) {
     s->bad = 431;
     TUSK_INFO("%s:%d: 431 stream %d has more than --max-headers %zu", h->c->remote_addr, h->c->remote_port,
               s->id, (size_t)conf->max_headers);
     return 0;
   }
-  if (s->nh == s->hcap) {
-    size_t cap = s->hcap ? s->hcap * 2 : 16;
-    h2_hdr_t *x = realloc(s->hidx, cap * sizeof *x);
-    if (!x) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-    s->hidx = x;
-    s->hcap = cap;
+  /* nghttp2 has checked names (lower case, no empty name) and pseudo-headers. */
+  long off = stream_add(s, (const char *)name, nl, (const char *)value, vl);
+  if (off < 0) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  if (name[0] == ':') {
+    if (nl == 7 && !memcmp(name, ":method", 7)) {
+      s->method = off;
+      s->method_len = vl;
+      s->is_head = vl == 4 && !memcmp(value, "HEAD", 4);
+    } else if (nl == 5 && !memcmp(name, ":path", 5)) {
+      s->path = off;
+      s->path_len = vl;
+      if (vl > conf->max_uri) s->bad = 414;
+    } else if (nl == 10 && !memcmp(name, ":authority", 10)) {
+      s->authority = off;
+      s->authority_len = vl;
+    }
+    return 0;
   }
-  s->hidx[s->nh++] = (h2_hdr_t){(uint32_t)off, (uint32_t)nl, (uint32_t)(off + nl + 1), (uint32_t)vl};
   if (nl == 14 && !memcmp(name, "content-length", 14)) {
     s->has_body = 1;
     char tmp[24];
@@ -949,41 +944,18 @@ tusk_h2_t *tusk_h2_create(tusk_h1_conn_t *c, const tusk_http_req_t *upgrade, con
       goto fail;
     }
     /* The HTTP/1.1 request becomes stream 1. */
-#define PUT(field, p, l)                                                                     \
-  do {                                                                                       \
-    s->field = (long)s->hstore.len;                                                          \
-    tusk_buf_append(&s->hstore, p, l);                                                       \
-    tusk_buf_append(&s->hstore, "", 1);                                                      \
-  } while (0)
-    PUT(method, upgrade->method, upgrade->method_len);
+    s->method = stream_add(s, ":method", 7, upgrade->method, upgrade->method_len);
     s->method_len = upgrade->method_len;
-    PUT(path, upgrade->target, upgrade->target_len);
+    s->path = stream_add(s, ":path", 5, upgrade->target, upgrade->target_len);
     s->path_len = upgrade->target_len;
     s->is_head = head;
-#undef PUT
+    if (s->method < 0 || s->path < 0) goto fail;
     for (size_t i = 0; i < upgrade->num_headers; i++) {
       const tusk_h1_header_t *x = &upgrade->headers[i];
       if (connection_specific(x->name, x->name_len) || (x->name_len == 14 && !strncasecmp(x->name, "HTTP2-Settings", 14))) {
         continue;
       }
-      if (s->nh == s->hcap) {
-        size_t cap = s->hcap ? s->hcap * 2 : 16;
-        h2_hdr_t *nx = realloc(s->hidx, cap * sizeof *nx);
-        if (!nx) goto fail;
-        s->hidx = nx;
-        s->hcap = cap;
-      }
-      size_t off = s->hstore.len;
-      tusk_buf_append(&s->hstore, x->name, x->name_len);
-      tusk_buf_append(&s->hstore, "", 1);
-      for (size_t k = 0; k < x->name_len; k++) {
-        char ch = s->hstore.data[off + k];
-        if (ch >= 'A' && ch <= 'Z') s->hstore.data[off + k] = (char)(ch + 32);
-      }
-      tusk_buf_append(&s->hstore, x->value, x->value_len);
-      tusk_buf_append(&s->hstore, "", 1);
-      s->hidx[s->nh++] = (h2_hdr_t){(uint32_t)off, (uint32_t)x->name_len, (uint32_t)(off + x->name_len + 1),
-                                    (uint32_t)x->value_len};
+      if (stream_add(s, x->name, x->name_len, x->value, x->value_len) < 0) goto fail;
     }
     tusk_buf_append(&s->body, upgrade->body, upgrade->body_len);
     s->has_body = upgrade->has_body;

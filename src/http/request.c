@@ -394,10 +394,8 @@ void tusk_http_static_plan(tusk_http_ctx_t *ctx, const tusk_http_req_t *rq, tusk
 
   /* Encoded variants: never for Range requests (the range would be of the
    * encoded bytes, which clients do not expect). */
-  int compressible = 0;
-  tusk_mime_type(r->file, &compressible);
-  const char *mt = tusk_mime_type(r->file, NULL);
-  compressible = tusk_compress_type_ok(mt, strlen(mt));
+  const char *mt = tusk_mime_type(r->file);
+  int compressible = tusk_compress_type_ok(mt, strlen(mt));
   size_t al = 0;
   const char *accept = compressible ? tusk_http_req_header(rq, "Accept-Encoding", &al) : NULL;
   int enc = TUSK_ENC_NONE;
@@ -450,19 +448,16 @@ void tusk_http_static_plan(tusk_http_ctx_t *ctx, const tusk_http_req_t *rq, tusk
   off_t off;
   size_t len;
   plan->status = tusk_static_prepare(&st, r->file, &q, cc, &plan->head, &off, &len);
-  if (compressible && (accept || conf->compress_mask)) tusk_buf_append_str(&plan->head, "Vary: Accept-Encoding\r\n");
+  /* The body of a compressible file depends on Accept-Encoding (a variant
+   * or the cache), so caches must key on it even for an identity answer. */
+  if (compressible) tusk_buf_append_str(&plan->head, "Vary: Accept-Encoding\r\n");
   if (enc != TUSK_ENC_NONE) tusk_buf_printf(&plan->head, "Content-Encoding: %s\r\n", tusk_compress_name(enc));
-  plan->len = len;
-  plan->off = off;
+  plan->len = len; /* for HEAD too: it is the Content-Length */
   if (is_head || len == 0) {
     close(r->fd);
-    plan->len = is_head ? len : 0;
-    plan->fd = -1;
-    plan->mem = NULL;
-    plan->off = 0;
-    if (is_head) plan->len = len;
     return;
   }
+  plan->off = off;
   if (mem) {
     close(r->fd);
     plan->mem = mem->data + off;
@@ -473,13 +468,11 @@ void tusk_http_static_plan(tusk_http_ctx_t *ctx, const tusk_http_req_t *rq, tusk
 
 /* ---- compression of PHP responses ------------------------------------------------ */
 
-int tusk_http_pick_encoding(tusk_http_ctx_t *ctx, const tusk_http_req_t *rq, int status, const char *lines,
+int tusk_http_pick_encoding(tusk_http_ctx_t *ctx, const char *accept, size_t al, int status, const char *lines,
                             size_t ll, long long known_len) {
   const tusk_conf_t *conf = ctx->conf;
   if (!conf->compress_mask || status < 200 || status == 204 || status == 206 || status == 304) return TUSK_ENC_NONE;
   if (known_len >= 0 && (size_t)known_len < conf->compress_min) return TUSK_ENC_NONE;
-  size_t al = 0;
-  const char *accept = tusk_http_req_header(rq, "Accept-Encoding", &al);
   if (!accept) return TUSK_ENC_NONE;
   int type_ok = 0;
   const char *p = lines, *end = lines + ll;

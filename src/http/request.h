@@ -93,12 +93,13 @@ void tusk_http_static_plan(struct tusk_http_ctx_s *ctx, const tusk_http_req_t *r
 
 /* ---- compression of PHP responses ---- */
 
-/* The encoding for a response with these header lines ("Name: value\r\n"),
- * or TUSK_ENC_NONE: compression on, the client accepts one, a compressible
+/* The encoding for a response with these header lines ("Name: value\r\n")
+ * to a request whose Accept-Encoding value is accept[0..al) (NULL when
+ * absent), or TUSK_ENC_NONE: compression on, the client accepts one, a compressible
  * Content-Type, no Content-Encoding or Content-Range from the app, no
  * Cache-Control: no-transform, and known_len (-1: streamed) at least
  * --compress-min-size. */
-int tusk_http_pick_encoding(struct tusk_http_ctx_s *ctx, const tusk_http_req_t *rq, int status, const char *lines,
-                            size_t ll, long long known_len);
+int tusk_http_pick_encoding(struct tusk_http_ctx_s *ctx, const char *accept, size_t al, int status,
+                            const char *lines, size_t ll, long long known_len);
 
 #endif

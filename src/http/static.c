@@ -359,8 +359,7 @@ int tusk_static_prepare(const struct stat *st, const char *file, const tusk_stat
     *len = 0;
     return 304;
   }
-  int compressible;
-  tusk_buf_printf(head, "Content-Type: %s\r\nAccept-Ranges: bytes\r\n", tusk_mime_type(file, &compressible));
+  tusk_buf_printf(head, "Content-Type: %s\r\nAccept-Ranges: bytes\r\n", tusk_mime_type(file));
   if (q->range) {
     int use = 1;
     if (q->if_range) {

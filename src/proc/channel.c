@@ -119,3 +119,19 @@ int tusk_chan_req_parse(const char *payload, size_t len, tusk_chan_var_t *vars, 
   *bodylen = bl;
   return (int)n;
 }
+
+void tusk_chan_head_parse(const char *payload, size_t len, tusk_chan_head_t *h) {
+  h->status = 200;
+  h->reason = h->lines = "";
+  h->reason_len = h->lines_len = 0;
+  if (!payload || len < 4) return;
+  uint16_t st, rl;
+  memcpy(&st, payload, 2);
+  memcpy(&rl, payload + 2, 2);
+  if (st) h->status = st;
+  if ((size_t)rl + 4 > len) return;
+  h->reason = payload + 4;
+  h->reason_len = rl;
+  h->lines = payload + 4 + rl;
+  h->lines_len = len - 4 - rl;
+}

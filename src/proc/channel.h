@@ -50,6 +50,20 @@ int tusk_chan_put(tusk_buf_t *out, uint8_t type, uint8_t flags, uint16_t seq, co
  * incomplete, TUSK_EPROTO when the length is over the maximum. */
 int tusk_chan_get(const char *in, size_t len, tusk_chan_frame_t *f, const char **payload);
 
+/* A HEAD or INFO payload: u16 status, u16 reason length, reason, then
+ * "Name: value\r\n" lines. */
+typedef struct tusk_chan_head_s {
+  int status;         /* 200 when the payload is short or says 0 */
+  const char *reason; /* may be empty (then use the standard phrase) */
+  size_t reason_len;
+  const char *lines;  /* "" when absent */
+  size_t lines_len;
+} tusk_chan_head_t;
+
+/* Splits a HEAD/INFO payload; a malformed one reads as 200 with no lines.
+ * The pointers are into payload. Pure. */
+void tusk_chan_head_parse(const char *payload, size_t len, tusk_chan_head_t *h);
+
 /* REQ payload: [u32 nvars] ([u16 klen][u32 vlen] key NUL value NUL)* [u32 bodylen] body.
  * Keys and values are NUL-terminated so the worker can hand them to PHP as
  * C strings without copying. Keys starting with '\x01' carry a raw request
