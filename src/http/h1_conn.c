@@ -11,6 +11,7 @@
 #include <sys/sendfile.h>
 #include <time.h>
 #include <unistd.h>
+#include <openssl/evp.h>
 
 #include "core/common.h"
 #include "core/log.h"
@@ -537,31 +538,21 @@ static void h1_forget(tusk_h1_conn_t *c) {
   c->state = ST_PHP; /* no HTTP/1.1 processing any more */
 }
 
-/* base64url without padding (RFC 7540 3.2.1) into out; returns the length
- * or -1. */
+/* base64url without padding (RFC 7540 3.2.1) into out, with OpenSSL's
+ * decoder; returns the length or -1. */
 static int b64url_decode(const char *in, size_t len, unsigned char *out, size_t cap) {
-  unsigned v = 0;
-  int bits = 0;
+  char std[1400];
+  if (len == 0 || len % 4 == 1 || len + 3 > sizeof std || (len + 3) / 4 * 3 > cap) return -1;
   size_t n = 0;
-  for (size_t i = 0; i < len; i++) {
-    char ch = in[i];
-    int d;
-    if (ch >= 'A' && ch <= 'Z') d = ch - 'A';
-    else if (ch >= 'a' && ch <= 'z') d = ch - 'a' + 26;
-    else if (ch >= '0' && ch <= '9') d = ch - '0' + 52;
-    else if (ch == '-' || ch == '+') d = 62;
-    else if (ch == '_' || ch == '/') d = 63;
-    else if (ch == '=') break;
-    else return -1;
-    v = (v << 6) | (unsigned)d;
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      if (n == cap) return -1;
-      out[n++] = (unsigned char)(v >> bits);
-    }
+  for (; n < len; n++) {
+    char ch = in[n];
+    if (ch == '=' || ch == '+' || ch == '/') return -1; /* not the URL alphabet */
+    std[n] = ch == '-' ? '+' : ch == '_' ? '/' : ch;
   }
-  return (int)n;
+  size_t pad = (4 - len % 4) % 4;
+  for (size_t i = 0; i < pad; i++) std[n++] = '=';
+  int got = EVP_DecodeBlock(out, (const unsigned char *)std, (int)n);
+  return got < 0 ? -1 : got - (int)pad;
 }
 
 /* An HTTP/1.1 request with "Upgrade: h2c" and HTTP2-Settings: answer 101

@@ -836,3 +836,22 @@ def test_h2c_can_be_turned_off(start_server):
     out = subprocess.run(["curl", "-s", "-v", "--http2", s.url("/fast.php")], capture_output=True)
     assert out.stdout == b"fast done"
     assert b"101" not in out.stderr
+
+
+@pytest.mark.parametrize("settings", [b"", b"%%%%", b"A", b"AAMAAABk=", b"AAMAAAB",  b"A" * 3000])
+def test_upgrade_with_a_bad_http2_settings_stays_on_http11(start_server, settings):
+    # Malformed base64url, a payload that is not whole 6-byte settings, or
+    # an oversized header: no 101, the request is served over HTTP/1.1.
+    s = serve(start_server)
+    with socket.create_connection(("127.0.0.1", s.port), timeout=5) as sock:
+        sock.sendall(b"GET /fast.php HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                     b"Upgrade: h2c\r\nHTTP2-Settings: " + settings + b"\r\nConnection: close\r\n\r\n")
+        buf = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    assert buf.startswith(b"HTTP/1.1 200"), buf[:200]
+    assert b"101 Switching" not in buf
+    assert_healthy(s)
