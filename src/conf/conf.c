@@ -196,7 +196,12 @@ void tusk_conf_print_help(void) {
       snprintf(flag, sizeof flag, "    --%s", keys[i].name);
     }
     printf("  %-28s %s", flag, keys[i].help);
-    if (keys[i].def && keys[i].kind != K_BOOL) printf(" [%s]", keys[i].def);
+    if (keys[i].kind == K_BOOL) {
+      /* On by default: say so, and how to turn it off. */
+      if (keys[i].def && !strcmp(keys[i].def, "1")) printf(" [on; --no-%s turns it off]", keys[i].name);
+    } else if (keys[i].def) {
+      printf(" [%s]", keys[i].def);
+    }
     printf("\n");
   }
   printf("  %-28s %s\n", "-d key=value", "set a php.ini directive (repeatable)");
