@@ -25,3 +25,33 @@ def test_help_and_bad_flag():
     assert r.stderr.count("\n") == 1 and "--workers" in r.stderr
     r = subprocess.run([TUSK_BIN, "--version"], capture_output=True, text=True)
     assert r.returncode == 0 and "PHP 8.2" in r.stdout
+
+
+def test_bad_values_for_tls_http2_and_compression_keys(tmp_path):
+    # Each new key refuses a bad value with one line naming it, exit 2,
+    # before anything starts.
+    import subprocess
+    from conftest import TUSK_BIN
+    cases = [
+        (["--compress", "brotli"], "--compress"),
+        (["--compress", "gzip,,lzma"], "--compress"),
+        (["--cache-rule", "*.png=max-age=5"], "--cache-rule"),
+        (["--cache-rule", "/assets/*"], "--cache-rule"),
+        (["--h2-max-streams", "0"], "--h2-max-streams"),
+        (["--h2-max-streams", "20000"], "--h2-max-streams"),
+        (["--h2c=maybe"], "--h2c"),
+        (["--compress-min-size", "-1"], "--compress-min-size"),
+        (["--tls-cert", str(tmp_path / "c.pem")], "--tls-key"),
+        (["--tls-listen", "127.0.0.1:0"], "--tls-listen"),
+        (["--tls-cert", "a.pem", "--tls-key", "k.pem", "--tls-listen", "nope"], "--tls-listen"),
+    ]
+    for args, name in cases:
+        r = subprocess.run([TUSK_BIN, "serve", str(tmp_path), "--listen", "127.0.0.1:0"] + args,
+                           capture_output=True, text=True, timeout=10)
+        assert r.returncode == 2, (args, r.returncode, r.stderr)
+        assert r.stderr.count("\n") == 1 and name in r.stderr, (args, r.stderr)
+    # Files that cannot be loaded: non-zero, the file named.
+    r = subprocess.run([TUSK_BIN, "serve", str(tmp_path), "--listen", "127.0.0.1:0", "--tls-cert",
+                        str(tmp_path / "missing.pem"), "--tls-key", str(tmp_path / "missing-key.pem"),
+                        "--tls-listen", "127.0.0.1:0"], capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and "missing.pem" in r.stderr, r.stderr
