@@ -923,13 +923,21 @@ static void start_watching(void) {
 /* Loads the certificates (before any fork: every process shares the
  * session-ticket secret) and staples OCSP responses where it can. */
 static int start_tls(const tusk_conf_t *conf, char *err, size_t errlen) {
-  const char *certs[16], *keys[16];
+  enum { MAX_CERTS = 64 };
+  const char *certs[MAX_CERTS + 1], *keys[MAX_CERTS + 1];
   char *cl = strdup(conf->tls_cert), *kl = strdup(conf->tls_key);
   size_t nc = 0, nk = 0;
-  for (char *save = NULL, *t = strtok_r(cl, ",", &save); t && nc < 16; t = strtok_r(NULL, ",", &save)) certs[nc++] = t;
-  for (char *save = NULL, *t = strtok_r(kl, ",", &save); t && nk < 16; t = strtok_r(NULL, ",", &save)) keys[nk++] = t;
+  for (char *save = NULL, *t = strtok_r(cl, ",", &save); t && nc <= MAX_CERTS; t = strtok_r(NULL, ",", &save)) {
+    certs[nc++] = t;
+  }
+  for (char *save = NULL, *t = strtok_r(kl, ",", &save); t && nk <= MAX_CERTS; t = strtok_r(NULL, ",", &save)) {
+    keys[nk++] = t;
+  }
   int rc = 0;
-  if (nc == 0 || nc != nk) {
+  if (nc > MAX_CERTS || nk > MAX_CERTS) {
+    snprintf(err, errlen, "--tls-cert takes at most %d certificates", MAX_CERTS);
+    rc = -1;
+  } else if (nc == 0 || nc != nk) {
     snprintf(err, errlen, "--tls-cert lists %zu files and --tls-key %zu: give one key per certificate", nc, nk);
     rc = -1;
   } else {

@@ -55,3 +55,11 @@ def test_bad_values_for_tls_http2_and_compression_keys(tmp_path):
                         str(tmp_path / "missing.pem"), "--tls-key", str(tmp_path / "missing-key.pem"),
                         "--tls-listen", "127.0.0.1:0"], capture_output=True, text=True, timeout=30)
     assert r.returncode != 0 and "missing.pem" in r.stderr, r.stderr
+    # More certificates than keys, and more than the bound: refused, not truncated.
+    for certs, keys, want in [("a.pem,b.pem", "a-key.pem", "one key per certificate"),
+                              (",".join("c%d.pem" % i for i in range(65)),
+                               ",".join("k%d.pem" % i for i in range(65)), "at most 64")]:
+        r = subprocess.run([TUSK_BIN, "serve", str(tmp_path), "--listen", "127.0.0.1:0", "--tls-cert", certs,
+                            "--tls-key", keys, "--tls-listen", "127.0.0.1:0"], capture_output=True, text=True,
+                           timeout=30)
+        assert r.returncode != 0 and want in r.stderr, r.stderr
