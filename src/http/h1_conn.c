@@ -562,8 +562,9 @@ static int try_h2c_upgrade(tusk_h1_conn_t *c, const tusk_http_req_t *rq) {
   if (!c->ctx->conf->h2c || c->tls || c->req.version_minor != 1) return 0;
   size_t ul, sl;
   const char *up = tusk_http_req_header(rq, "Upgrade", &ul);
+  if (!up) return 0; /* the usual case: one scan of the headers */
   const char *settings = tusk_http_req_header(rq, "HTTP2-Settings", &sl);
-  if (!up || !settings) return 0;
+  if (!settings) return 0;
   int want = 0;
   for (size_t i = 0; i + 3 <= ul; i++) {
     if (!strncasecmp(up + i, "h2c", 3) && (i == 0 || up[i - 1] == ' ' || up[i - 1] == ',') &&
