@@ -62,6 +62,8 @@ static const key_t_ keys[] = {
     {"max-uri", 0, K_SIZE, OFF(max_uri), "8k", "longest request target -> 414"},
     {"max-headers", 0, K_INT, OFF(max_headers), "100", "most header fields in a request -> 431"},
     {"max-body-size", 0, K_SIZE, OFF(max_body), "8m", "largest request body (like post_max_size) -> 413"},
+    {"output-buffer-size", 0, K_SIZE, OFF(output_buffer), "4m",
+     "response bytes held for a slow client before PHP waits for it; a longer unflushed response is streamed"},
     {"max-connections", 0, K_INT, OFF(max_connections), "10000", "open client connections at most"},
     {"queue-size", 0, K_INT, OFF(queue_size), "1024", "requests waiting for a busy PHP worker at most -> 503"},
     {"header-timeout", 0, K_SECS, OFF(header_timeout), "10", "seconds to receive a request head -> 408"},
@@ -80,6 +82,8 @@ static const key_t_ keys[] = {
     {"tls-redirect", 0, K_BOOL, OFF(tls_redirect), "0", "answer plain HTTP requests with a 308 redirect to HTTPS"},
     {"tls-ocsp", 0, K_BOOL, OFF(tls_ocsp), "1",
      "staple OCSP responses for certificates that name a responder (fetched at start and on reload)"},
+    {"tls-ocsp-refresh", 0, K_SECS, OFF(tls_ocsp_refresh), "3600",
+     "seconds between OCSP staple refreshes (in the background; also on SIGHUP)"},
     {"h2c", 0, K_BOOL, OFF(h2c), "1", "cleartext HTTP/2 on --listen (prior knowledge and Upgrade: h2c)"},
     {"h2", 0, K_BOOL, OFF(h2), "1", "offer HTTP/2 to TLS clients (ALPN h2)"},
     {"h2-max-streams", 0, K_INT, OFF(h2_max_streams), "100", "concurrent HTTP/2 streams per connection"},
@@ -317,6 +321,10 @@ static int finish(tusk_conf_t *c, const char *docroot, char *err, size_t errlen)
   if (c->max_headers > 10000) {
     snprintf(err, errlen, "--max-headers must be 10000 or less, got %zu", c->max_headers);
     return TUSK_EPROTO;
+  }
+  if (c->output_buffer < 64 * 1024) {
+    snprintf(err, errlen, "--output-buffer-size must be at least 64k, got %zu", c->output_buffer);
+    return -1;
   }
   if (c->h2_max_streams < 1 || c->h2_max_streams > 10000) {
     snprintf(err, errlen, "--h2-max-streams must be between 1 and 10000, got %d", c->h2_max_streams);

@@ -51,6 +51,7 @@ typedef struct tusk_conf_s {
   size_t max_uri;
   size_t max_headers;
   size_t max_body;
+  size_t output_buffer; /* a response's unsent bytes before its PHP worker waits */
   int max_connections;
   int queue_size;
   double header_timeout;
@@ -69,6 +70,7 @@ typedef struct tusk_conf_s {
   int tls_listen_port;
   int tls_redirect;       /* plain HTTP requests are redirected to HTTPS */
   int tls_ocsp;
+  double tls_ocsp_refresh; /* seconds */
   int h2;                 /* offer h2 in ALPN */
 } tusk_conf_t;
 

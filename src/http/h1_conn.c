@@ -925,7 +925,11 @@ static void php_body(tusk_http_job_t *j, const char *data, size_t len, int flush
   if (c->closing) return;
   if (!c->streaming && !flush) {
     tusk_buf_append(&c->php_body, data, len);
-    return;
+    /* Bounded: past --output-buffer-size the response is streamed (chunked),
+     * and the pool makes PHP wait while the client is slow. */
+    if (c->php_body.len < c->ctx->conf->output_buffer) return;
+    data = "";
+    len = 0;
   }
   tusk_buf_t b;
   tusk_buf_init(&b);
@@ -1008,7 +1012,15 @@ static int php_aborted(tusk_http_job_t *j) {
   return recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
 }
 
-static const tusk_http_job_ops_t h1_job_ops = {php_head, php_info, php_body, php_end, php_fail, php_aborted};
+static size_t php_pending(tusk_http_job_t *j) {
+  tusk_h1_conn_t *c = CONN_OF(j);
+  if (c->closing) return 0;
+  return (c->streaming ? c->php_body.len : 0) + uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+}
+
+static const tusk_http_job_ops_t h1_job_ops = {php_head,  php_info,    php_body,
+                                               php_end,   php_fail,    php_aborted,
+                                               php_pending};
 
 /* ---- libuv plumbing ---------------------------------------------------------- */
 

@@ -435,6 +435,16 @@ static void dispatch(h2_stream_t *s) {
     }
   }
   if (s->authority >= 0) {
+    /* RFC 9113 8.3.1: a Host naming another entity than :authority makes
+     * the request malformed; PHP would otherwise see one and the router
+     * (virtual hosts, TLS SNI checks) the other. */
+    if (host && (host_len != s->authority_len ||
+                 strncasecmp(host, s->hstore.data + s->authority, host_len) != 0)) {
+      free(hv);
+      TUSK_DEBUG("h2 stream %d: Host differs from :authority: 400", s->id);
+      respond_simple(s, 400, "", 0);
+      return;
+    }
     if (!host) hv[n++] = (tusk_h1_header_t){"host", 4, s->hstore.data + s->authority, s->authority_len};
     host = s->hstore.data + s->authority;
     host_len = s->authority_len;
@@ -586,7 +596,13 @@ static void php_body(tusk_http_job_t *j, const char *data, size_t len, int flush
     if (s->responded) out_append(s, data, len, flush_now ? 1 : 0);
     else tusk_buf_append(&s->out, data, len);
   }
-  if (!flush_now) return;
+  /* Bounded like HTTP/1.1: a long unflushed response starts streaming, and
+   * a started one is handed on in 64 KiB steps (the pool pauses PHP when
+   * the client does not take them). */
+  if (!flush_now) {
+    if (!s->responded && s->out.len < s->h->ctx->conf->output_buffer) return;
+    if (s->responded && s->out.len - s->out_off < 64 * 1024) return;
+  }
   if (!s->responded) start_php_response(s, 1);
   else if (s->deferred) {
     s->deferred = 0;
@@ -627,7 +643,12 @@ static void php_fail(tusk_http_job_t *j, int status) {
 
 static int php_aborted(tusk_http_job_t *j) { return STREAM_OF(j)->closed; }
 
-static const tusk_http_job_ops_t h2_job_ops = {php_head, php_info, php_body, php_end, php_fail, php_aborted};
+static size_t php_pending(tusk_http_job_t *j) {
+  h2_stream_t *s = STREAM_OF(j);
+  return s->closed ? 0 : s->out.len - s->out_off;
+}
+
+static const tusk_http_job_ops_t h2_job_ops = {php_head, php_info, php_body, php_end, php_fail, php_aborted, php_pending};
 
 /* ---- nghttp2 callbacks ------------------------------------------------------------------- */
 

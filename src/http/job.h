@@ -35,6 +35,10 @@ typedef struct tusk_http_job_ops_s {
   void (*fail)(tusk_http_job_t *j, int status);
   /* 1 when the client is gone (connection_aborted()). May be NULL. */
   int (*aborted)(tusk_http_job_t *j);
+  /* Bytes of this response held in memory and not yet written to the
+   * client. Above conf->output_buffer the pool stops taking PHP's output
+   * (the worker waits) until it falls to half of that. May be NULL. */
+  size_t (*pending)(tusk_http_job_t *j);
 } tusk_http_job_ops_t;
 
 struct tusk_http_job_s {

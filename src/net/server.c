@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "net/tls.h"
 
 static void on_connection(uv_stream_t *server, int status) {
   tusk_http_ctx_t *ctx = server->data;
@@ -86,4 +87,39 @@ int tusk_server_listen_fd(tusk_http_ctx_t *ctx, uv_tcp_t *listener, int fd, char
     return rc;
   }
   return 0;
+}
+
+/* ---- periodic OCSP refresh ------------------------------------------------ */
+
+static struct {
+  uv_timer_t timer;
+  uv_work_t work;
+  struct tusk_tls_ctx_s *tls;
+  int busy, rc;
+  char err[512];
+} ocsp;
+
+static void ocsp_work(uv_work_t *w) { ocsp.rc = tusk_tls_ctx_refresh_ocsp(ocsp.tls, ocsp.err, sizeof ocsp.err); }
+
+static void ocsp_done(uv_work_t *w, int status) {
+  ocsp.busy = 0;
+  if (status != 0) return;
+  if (ocsp.rc > 0) TUSK_INFO("OCSP: refreshed the staples of %d certificate(s)", ocsp.rc);
+  else if (ocsp.rc < 0) TUSK_WARN("OCSP: %s (keeping the previous staples)", ocsp.err);
+}
+
+static void ocsp_tick(uv_timer_t *t) {
+  if (ocsp.busy) return;
+  ocsp.busy = 1;
+  ocsp.err[0] = '\0';
+  if (uv_queue_work(t->loop, &ocsp.work, ocsp_work, ocsp_done) != 0) ocsp.busy = 0;
+}
+
+void tusk_server_ocsp_refresher_start(uv_loop_t *loop, struct tusk_tls_ctx_s *tls, double secs) {
+  if (!tls || secs <= 0) return;
+  ocsp.tls = tls;
+  uv_timer_init(loop, &ocsp.timer);
+  uv_unref((uv_handle_t *)&ocsp.timer);
+  uint64_t ms = (uint64_t)(secs * 1000);
+  uv_timer_start(&ocsp.timer, ocsp_tick, ms, ms);
 }

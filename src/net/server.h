@@ -17,4 +17,14 @@ int tusk_server_bind(const char *host, int port, int reuseport, int *fd, int *bo
 /* Accepts connections for ctx on an already listening socket fd. */
 int tusk_server_listen_fd(tusk_http_ctx_t *ctx, uv_tcp_t *listener, int fd, char *err, size_t errlen);
 
+struct tusk_tls_ctx_s;
+
+/* Re-fetches the OCSP staples of tls every `secs` seconds on libuv's
+ * thread pool, so the loop never waits for a responder; one refresh at a
+ * time (a tick while one runs is skipped). Logs the outcome (info when
+ * something was stapled, debug otherwise). The timer does not keep the
+ * loop alive. Call once per process that serves TLS, from its loop's
+ * thread. */
+void tusk_server_ocsp_refresher_start(uv_loop_t *loop, struct tusk_tls_ctx_s *tls, double secs);
+
 #endif

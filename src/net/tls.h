@@ -3,8 +3,11 @@
  * whatever lands in cipher_out; plaintext comes back in plain_out.
  *
  * Threads: a tusk_tls_ctx_t may be shared by several event loops
- * (threads) for tusk_tls_conn_create; ctx_reload, set_ticket_secret and
- * refresh_ocsp must not run concurrently with each other. A
+ * (threads) for tusk_tls_conn_create; set_ticket_secret must not run
+ * concurrently with anything, ctx_reload not with itself. refresh_ocsp may
+ * run on another thread while handshakes and a ctx_reload go on (a staple
+ * it fetches for a set that a reload replaced meanwhile is dropped until
+ * the next refresh). A
  * tusk_tls_conn_t belongs to one loop. All conn functions may be called
  * from libuv callbacks; none of them blocks. */
 #ifndef TUSK_NET_TLS_H

@@ -34,11 +34,16 @@ static struct {
   uv_tcp_t tls_listener;
   int tls_listening;
   uv_async_t term;
+  uv_check_t runner; /* classic mode: runs queued requests after each poll */
   tusk_http_job_t *qhead, *qtail; /* requests waiting for this process's PHP */
   int running;
   const tusk_conf_t *conf;
   tusk_slot_t *slot;
-  tusk_http_job_t *current; /* worker mode: the request being handled */
+  /* The request whose PHP runs now, NULL once its client went away (the
+   * protocol cancels it before freeing it, see direct_cancel()). The sink
+   * reaches the request only through this, never through a saved pointer:
+   * the loop may run while PHP does (a slow client, worker mode). */
+  tusk_http_job_t *current;
   uint64_t served;
   int exit_code;
 } D;
@@ -48,7 +53,6 @@ static char worker_marker; /* c->worker while its PHP runs here */
 /* ---- the sink: frames go straight to the connection -------------------- */
 
 static int direct_write(void *ctx, const char *frames, size_t len) {
-  tusk_http_job_t *c = ctx;
   size_t off = 0;
   while (off < len) {
     tusk_chan_frame_t f;
@@ -56,7 +60,8 @@ static int direct_write(void *ctx, const char *frames, size_t len) {
     int n = tusk_chan_get(frames + off, len - off, &f, &payload);
     if (n < 0) return TUSK_EPROTO;
     off += (size_t)n;
-    if (c->worker != (void *)&worker_marker) continue; /* the connection went away */
+    tusk_http_job_t *c = D.current;
+    if (!c || c->worker != (void *)&worker_marker) continue; /* the connection went away */
     switch (f.type) {
       case TUSK_CHAN_HEAD:
         c->ops->head(c, payload, f.len);
@@ -66,6 +71,14 @@ static int direct_write(void *ctx, const char *frames, size_t len) {
         break;
       case TUSK_CHAN_BODY:
         c->ops->body(c, payload, f.len, f.flags & TUSK_CHAN_F_FLUSH);
+        /* A slow client: run the loop (other connections' requests only
+         * queue meanwhile) until it has taken half of what waits, or is
+         * gone. --request-timeout bounds the wait, as for any request. */
+        if (c->ops->pending && c->ops->pending(c) > D.conf->output_buffer) {
+          while (D.current == c && c->ops->pending(c) > D.conf->output_buffer / 2) uv_run(&D.loop, UV_RUN_ONCE);
+          /* uv_stop() from on_drained() in there ended only the inner run. */
+          if (D.http.draining && D.http.nconns == 0) uv_stop(&D.loop);
+        }
         break;
       case TUSK_CHAN_END:
         c->worker = NULL;
@@ -79,8 +92,8 @@ static int direct_write(void *ctx, const char *frames, size_t len) {
 }
 
 static int direct_aborted(void *ctx, uint16_t seq) {
-  tusk_http_job_t *c = ctx;
-  if (c->worker != (void *)&worker_marker) return 1;
+  tusk_http_job_t *c = D.current;
+  if (!c || c->worker != (void *)&worker_marker) return 1;
   return c->ops->aborted ? c->ops->aborted(c) : 0;
 }
 
@@ -98,9 +111,10 @@ static int make_job(tusk_http_job_t *c, tusk_php_job_t *job, tusk_php_sink_t *si
   if (tusk_chan_get(c->frame.data, c->frame.len, &f, &payload) < 0) return -1;
   int nv = tusk_chan_req_parse_all(payload, f.len, &vars, &cap, &body, &bodylen);
   if (nv < 0) return -1;
-  *sink = (tusk_php_sink_t){direct_write, direct_aborted, c};
+  *sink = (tusk_php_sink_t){direct_write, direct_aborted, NULL};
   *job = (tusk_php_job_t){sink, f.seq, vars, nv, body, bodylen};
   c->worker = (void *)&worker_marker;
+  D.current = c;
   /* The master enforces --request-timeout from the scoreboard. */
   snprintf(D.slot->what, sizeof D.slot->what, "%.*s", (int)sizeof D.slot->what - 1, c->what);
   D.slot->busy_since_ms = tusk_monotonic_ms();
@@ -143,6 +157,8 @@ static void run_one(tusk_http_job_t *c) {
     begin_drain();
   }
   tusk_php_run(&job);
+  c = D.current;
+  D.current = NULL;
   job_done(c);
 }
 
@@ -157,7 +173,6 @@ static int worker_next(void *ctx, tusk_php_job_t *job) {
         c->ops->fail(c, 500);
         continue;
       }
-      D.current = c;
       return 1;
     }
     /* Draining: serve until the last connection is gone (one accepted
@@ -177,6 +192,8 @@ static void worker_done(void *ctx) {
   job_done(c);
 }
 
+static void on_runner(uv_check_t *h);
+
 static int direct_submit(tusk_http_job_t *c) {
   c->queued = 1;
   c->qnext = NULL;
@@ -184,14 +201,20 @@ static int direct_submit(tusk_http_job_t *c) {
   if (D.qtail) D.qtail->qnext = c;
   else D.qhead = c;
   D.qtail = c;
-  /* In worker mode the script picks requests up in worker_next(). Here a
-   * request submitted from inside a response waits for the loop below. */
-  if (D.conf->worker_script || D.running) return 0;
+  /* In worker mode the script picks requests up in worker_next(). Here
+   * the runner takes it after this loop iteration's I/O: PHP never runs
+   * under a protocol's callback, so the loop may run inside PHP. */
+  if (!D.conf->worker_script && !D.running) uv_check_start(&D.runner, on_runner);
+  return 0;
+}
+
+static void on_runner(uv_check_t *h) {
+  if (D.running) return; /* the loop runs inside a request: it waits */
   D.running = 1;
   tusk_http_job_t *x;
   while ((x = queue_pop()) != NULL) run_one(x);
   D.running = 0;
-  return 0;
+  uv_check_stop(&D.runner);
 }
 
 static void direct_cancel(tusk_http_job_t *c) {
@@ -204,6 +227,7 @@ static void direct_cancel(tusk_http_job_t *c) {
     c->queued = 0;
   }
   c->worker = NULL; /* a running script sees connection_aborted() */
+  if (D.current == c) D.current = NULL; /* it is about to be freed */
 }
 
 /* ---- lifecycle ----------------------------------------------------------------- */
@@ -272,7 +296,10 @@ void tusk_worker_direct_main(const tusk_conf_t *conf, int listen_fd, int tls_fd,
       _exit(1);
     }
     D.tls_listening = 1;
+    if (conf->tls_ocsp) tusk_server_ocsp_refresher_start(&D.loop, tls, conf->tls_ocsp_refresh);
   }
+  uv_check_init(&D.loop, &D.runner);
+  uv_unref((uv_handle_t *)&D.runner);
   uv_async_init(&D.loop, &D.term, on_term);
   uv_unref((uv_handle_t *)&D.term);
   struct sigaction sa;

@@ -49,6 +49,7 @@ typedef struct tusk_worker_s {
   int ready;         /* said IDLE at least once */
   int handler_failed;
   int boot_failed;
+  int paused;        /* its response waits for a slow client: pipe not read */
   tusk_buf_t in;
   tusk_http_job_t *job;
   uint64_t started_ms;
@@ -76,6 +77,8 @@ static struct {
   int qlen;
   uv_signal_t sig[5];
   uv_timer_t drain_timer;
+  uv_check_t unpause; /* runs while a worker is paused for a slow client */
+  int npaused;
   int draining;
   int quick_deaths;
   int *keep_fds;
@@ -276,6 +279,10 @@ static void worker_gone(tusk_worker_t *w) {
 static void close_pipe(tusk_worker_t *w) {
   if (w->pipe_closed) return;
   w->pipe_closed = 1;
+  if (w->paused) {
+    w->paused = 0;
+    if (--M.npaused == 0) uv_check_stop(&M.unpause);
+  }
   uv_timer_stop(&w->timer);
   uv_close((uv_handle_t *)&w->pipe, on_worker_handle_close);
 }
@@ -304,6 +311,43 @@ static void retire(tusk_worker_t *w) {
   if (!w->busy) close_pipe(w); /* EOF tells it to exit */
 }
 
+static void on_worker_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_worker_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
+
+/* Slow clients: a response with more than --output-buffer-size unsent
+ * stops the reading of its worker's pipe, so PHP blocks in its next write
+ * (and --request-timeout still bounds it). The check below, run after each
+ * loop iteration while any worker is paused, resumes it at half of that,
+ * or when the client or the worker went away. */
+static void on_unpause_check(uv_check_t *h);
+
+static void worker_pause(tusk_worker_t *w) {
+  if (w->paused || w->pipe_closed) return;
+  w->paused = 1;
+  uv_read_stop((uv_stream_t *)&w->pipe);
+  if (M.npaused++ == 0) uv_check_start(&M.unpause, on_unpause_check);
+}
+
+static void worker_feed(tusk_worker_t *w);
+
+static void worker_resume(tusk_worker_t *w) {
+  if (!w->paused) return;
+  w->paused = 0;
+  if (--M.npaused == 0) uv_check_stop(&M.unpause);
+  if (w->pipe_closed) return;
+  uv_read_start((uv_stream_t *)&w->pipe, on_worker_alloc, on_worker_read);
+  worker_feed(w); /* frames read before the pause */
+}
+
+static void on_unpause_check(uv_check_t *h) {
+  for (tusk_worker_t *w = M.workers, *next; w; w = next) {
+    next = w->next;
+    if (!w->paused) continue;
+    tusk_http_job_t *c = w->job;
+    if (!c || w->reaped || w->pipe_closed || c->ops->pending(c) <= M.conf->output_buffer / 2) worker_resume(w);
+  }
+}
+
 static void on_worker_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
   tusk_worker_t *w = s->data;
   if (nread < 0) {
@@ -311,6 +355,10 @@ static void on_worker_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
     return;
   }
   w->in.len += (size_t)nread;
+  worker_feed(w);
+}
+
+static void worker_feed(tusk_worker_t *w) {
   size_t off = 0;
   for (;;) {
     tusk_chan_frame_t f;
@@ -333,7 +381,10 @@ static void on_worker_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
         if (c) c->ops->info(c, payload, f.len);
         break;
       case TUSK_CHAN_BODY:
-        if (c) c->ops->body(c, payload, f.len, f.flags & TUSK_CHAN_F_FLUSH);
+        if (c) {
+          c->ops->body(c, payload, f.len, f.flags & TUSK_CHAN_F_FLUSH);
+          if (w->job == c && c->ops->pending && c->ops->pending(c) > M.conf->output_buffer) worker_pause(w);
+        }
         break;
       case TUSK_CHAN_END:
         /* The request timeout keeps running: a script may go on after
@@ -360,7 +411,7 @@ static void on_worker_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
       default:
         break;
     }
-    if (w->pipe_closed) break;
+    if (w->pipe_closed || w->paused) break;
   }
   if (w->pipe_closed) return;
   tusk_buf_consume(&w->in, off);
@@ -977,6 +1028,9 @@ int tusk_master_run(tusk_conf_t *conf, const char *argv0) {
     fprintf(stderr, "tusk: %s\n", err);
     return 1;
   }
+  /* Staples age (responders sign for days): refresh them in the
+   * background; direct workers refresh their own copy. */
+  if (M.tls && conf->tls_ocsp) tusk_server_ocsp_refresher_start(M.loop, M.tls, conf->tls_ocsp_refresh);
   if (conf->direct) {
     /* The master only binds; workers accept and serve. */
     M.nslots = conf->workers * 2 + 8;
@@ -1042,6 +1096,8 @@ int tusk_master_run(tusk_conf_t *conf, const char *argv0) {
     }
     M.listening = 1;
   }
+  uv_check_init(M.loop, &M.unpause);
+  uv_unref((uv_handle_t *)&M.unpause);
   uv_timer_init(M.loop, &M.drain_timer);
   uv_unref((uv_handle_t *)&M.drain_timer);
 

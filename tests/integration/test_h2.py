@@ -261,6 +261,58 @@ def test_get_head_protocol_and_host_from_authority(start_server):
     c.close()
 
 
+def test_host_must_match_authority(start_server):
+    # RFC 9113 8.3.1: a Host naming another entity than :authority is a
+    # malformed request (PHP would see one, the router the other). The same
+    # name in another case is the same entity; the connection stays usable.
+    s = serve(start_server)
+    c = H2(s.port)
+    st, _, _ = c.get("/echo.php", authority="a.example", headers=[("host", "b.example")])
+    assert st == 400
+    st, _, body = c.get("/echo.php", authority="a.example", headers=[("host", "A.Example")])
+    assert st == 200 and json.loads(body)["host"] == "A.Example"
+    st, _, body = c.get("/echo.php", authority="a.example")
+    assert st == 200 and json.loads(body)["host"] == "a.example"
+    c.close()
+    assert_healthy(s)
+
+
+def test_output_held_for_a_stalled_stream_is_bounded(start_server):
+    # A client that grants no flow-control window while PHP writes 64 MiB:
+    # the server holds about --output-buffer-size of it (PHP waits), not
+    # all of it; then, with windows granted, every byte arrives in order.
+    from test_http import tree_rss_kib
+    s = serve(start_server, "--output-buffer-size", "256k")
+    before = tree_rss_kib(s.proc.pid)
+    c = H2(s.port)
+    sid = c.request("/huge.php?mb=64")
+    time.sleep(2.0)
+    grown = tree_rss_kib(s.proc.pid) - before
+    assert grown < 24 * 1024, "server grew by %d KiB while the stream was stalled" % grown
+    piece = b"0123456789abcdef" * 4096
+    got, pos, ended = 0, 0, False
+    c.sock.settimeout(10)
+    while not ended:
+        data = c.sock.recv(1 << 20)
+        assert data, "connection closed after %d bytes" % got
+        for ev in c.conn.receive_data(data):
+            if isinstance(ev, h2.events.DataReceived) and ev.stream_id == sid:
+                d = ev.data
+                want = (piece * 2)[pos:pos + len(d)] if len(d) <= len(piece) else None
+                assert want is None or d == want, "bytes out of order at %d" % got
+                got += len(d)
+                pos = (pos + len(d)) % len(piece)
+                c.conn.acknowledge_received_data(ev.flow_controlled_length, sid)
+            elif isinstance(ev, h2.events.StreamEnded) and ev.stream_id == sid:
+                ended = True
+            elif isinstance(ev, h2.events.StreamReset):
+                raise AssertionError("stream reset %r" % ev.error_code)
+        c.sock.sendall(c.conn.data_to_send())
+    assert got == 64 << 20
+    c.close()
+    assert_healthy(s)
+
+
 def test_curl_prior_knowledge_and_nghttp(start_server):
     s = serve(start_server)
     out = subprocess.run(["curl", "-s", "-i", "--http2-prior-knowledge", s.url("/echo.php")], capture_output=True)

@@ -39,6 +39,8 @@ def test_bad_values_for_tls_http2_and_compression_keys(tmp_path):
         (["--cache-rule", "/assets/*"], "--cache-rule"),
         (["--h2-max-streams", "0"], "--h2-max-streams"),
         (["--h2-max-streams", "20000"], "--h2-max-streams"),
+        (["--output-buffer-size", "1k"], "--output-buffer-size"),
+        (["--tls-ocsp-refresh", "soon"], "--tls-ocsp-refresh"),
         (["--h2c=maybe"], "--h2c"),
         (["--compress-min-size", "-1"], "--compress-min-size"),
         (["--tls-cert", str(tmp_path / "c.pem")], "--tls-key"),

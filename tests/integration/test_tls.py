@@ -61,11 +61,11 @@ def tls_port(server, timeout=10):
     return port
 
 
-def start_tls(start_server, docroot, pairs, *args, workers=2):
+def start_tls(start_server, docroot, pairs, *args, workers=2, env=None):
     cert = ",".join(p[0] for p in pairs)
     key = ",".join(p[1] for p in pairs)
     s = start_server(docroot, "--tls-cert", cert, "--tls-key", key, "--tls-listen", "127.0.0.1:0", *args,
-                     workers=workers)
+                     workers=workers, env=env)
     tls_port(s)
     return s
 
@@ -457,3 +457,62 @@ def test_mismatched_key_fails(docroot, certs):
     assert out.returncode not in (0, None)
     assert cert in out.stderr and key in out.stderr, out.stderr
     assert "does not match" in out.stderr
+
+
+# --------------------------------------------------------------------------- OCSP
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stapled(port, sni="ocsp.example"):
+    out = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % port, "-servername", sni, "-status"],
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=20)
+    if "OCSP Response Status: successful" in out.stdout:
+        return True
+    assert "OCSP response: no response sent" in out.stdout, out.stdout + out.stderr
+    return False
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_ocsp_staple_is_refreshed_in_the_background(start_server, docroot, tmp_path):
+    # A certificate whose responder is down at start: served without a
+    # staple. Once the responder is up, the periodic refresh (in the
+    # background, --tls-ocsp-refresh) staples it, in both process modes.
+    d = str(tmp_path / "ca")
+    os.makedirs(d)
+    port = free_port()
+    sh = ("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.crt "
+          "-subj '/CN=Tusk Test CA' -days 2 -addext basicConstraints=critical,CA:TRUE "
+          "-addext keyUsage=critical,keyCertSign,cRLSign && "
+          "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout leaf.key -out leaf.csr "
+          "-subj /CN=ocsp.example && "
+          "printf 'subjectAltName=DNS:ocsp.example\\nauthorityInfoAccess=OCSP;URI:http://127.0.0.1:%d/\\n' >leaf.ext && "
+          "openssl x509 -req -in leaf.csr -CA ca.crt -CAkey ca.key -set_serial 0x1234 -days 2 "
+          "-extfile leaf.ext -out leaf.crt && cat leaf.crt ca.crt >chain.crt && "
+          "printf 'V\\t%%s\\t\\t1234\\tunknown\\t/CN=ocsp.example\\n' \"$(date -u -d '+2 days' +%%y%%m%%d%%H%%M%%SZ)\" "
+          ">index.txt") % port
+    out = subprocess.run(sh, shell=True, cwd=d, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    s = start_tls(start_server, docroot, [(os.path.join(d, "chain.crt"), os.path.join(d, "leaf.key"))],
+                  "--tls-ocsp-refresh", "1", env={"no_proxy": "127.0.0.1"})
+    assert not stapled(s.tls_port)
+    log = open(os.path.join(d, "responder.log"), "w")
+    resp = subprocess.Popen(["openssl", "ocsp", "-index", "index.txt", "-port", str(port), "-rsigner", "ca.crt",
+                             "-rkey", "ca.key", "-CA", "ca.crt", "-nmin", "10"], cwd=d, stdout=log, stderr=log)
+    try:
+        deadline = time.time() + 15
+        ok = False
+        while time.time() < deadline and not ok:
+            time.sleep(0.5)
+            # Every process serving TLS must have it: ask a few times.
+            ok = all(stapled(s.tls_port) for _ in range(4))
+        assert ok, s.log()
+        assert s.wait_log(r"OCSP: refreshed the staples of 1 certificate", 5), s.log()
+    finally:
+        resp.kill()
+        resp.wait()
+        log.close()
