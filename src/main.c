@@ -1,5 +1,7 @@
 /* tusk: entry point. Parses the configuration and runs the master. */
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -8,6 +10,7 @@
 #include "core/common.h"
 #include "core/log.h"
 #include "net/tls.h"
+#include "proc/app_master.h"
 #include "proc/master.h"
 
 const char *tusk_php_version(void);
@@ -71,7 +74,39 @@ int main(int argc, char **argv) {
     return 2;
   }
   tusk_log_set_level(lvl);
-  int rc = tusk_master_run(&conf, argv[0]);
+  if (conf.cmd == TUSK_CMD_RUN && strcmp(conf.app_action, "start") != 0) {
+    int rc = tusk_app_control(&conf);
+    tusk_conf_dispose(&conf);
+    return rc;
+  }
+  if (conf.log_file && !freopen(conf.log_file, "a", stderr)) {
+    fprintf(stdout, "tusk: cannot open the log file %s: %s\n", conf.log_file, strerror(errno));
+    tusk_conf_dispose(&conf);
+    return 2;
+  }
+  if (conf.cmd == TUSK_CMD_RUN && conf.daemon) {
+    /* Detach: the parent returns once the child runs on its own. */
+    pid_t pid = fork();
+    if (pid < 0) {
+      fprintf(stderr, "tusk: cannot fork: %s\n", strerror(errno));
+      return 1;
+    }
+    if (pid > 0) {
+      printf("tusk run %s started in the background (pid file %s)\n", conf.app_script, conf.pid_file);
+      tusk_conf_dispose(&conf);
+      return 0;
+    }
+    setsid();
+    if (fork() > 0) _exit(0);
+    int null = open("/dev/null", O_RDWR);
+    if (null >= 0) {
+      dup2(null, 0);
+      dup2(null, 1);
+      if (!conf.log_file) dup2(null, 2);
+      if (null > 2) close(null);
+    }
+  }
+  int rc = conf.cmd == TUSK_CMD_RUN ? tusk_app_master_run(&conf, argv[0]) : tusk_master_run(&conf, argv[0]);
   tusk_conf_dispose(&conf);
   return rc;
 }

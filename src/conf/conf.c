@@ -79,6 +79,10 @@ static const key_t_ keys[] = {
      "'tusk cert' makes one for localhost"},
     {"tls-key", 0, K_LIST, OFF(tls_key), NULL, "the private key file for each --tls-cert, in the same order"},
     {"tls-listen", 0, K_STR, OFF(tls_listen), NULL, "HTTPS address, HOST:PORT (default: the --listen host, port 8443)"},
+    {"pid-file", 0, K_STR, OFF(pid_file), NULL,
+     "tusk run: the master's pid file, used by stop/reload/status (default: /tmp/tusk-<app path>.pid)"},
+    {"daemon", 'D', K_BOOL, OFF(daemon), "0", "tusk run: detach from the terminal (logs: --log-file)"},
+    {"log-file", 0, K_STR, OFF(log_file), NULL, "write the log to this file instead of stderr"},
     {"tls-redirect", 0, K_BOOL, OFF(tls_redirect), "0", "answer plain HTTP requests with a 308 redirect to HTTPS"},
     {"tls-ocsp", 0, K_BOOL, OFF(tls_ocsp), "1",
      "staple OCSP responses for certificates that name a responder (fetched at start and on reload)"},
@@ -188,6 +192,9 @@ void tusk_conf_print_help(void) {
       "Tusk %s: a PHP application server.\n\n"
       "Usage:\n"
       "  tusk serve [DOCROOT] [options]   serve DOCROOT (default: the current folder)\n"
+      "  tusk run APP.php [start|stop|reload|status] [options]\n"
+      "                                   event-driven PHP services (TCP, text, frame, unix\n"
+      "                                   sockets, timers; docs/event-servers.md)\n"
       "  tusk cert [DIR] [NAME...]        make a self-signed certificate for local HTTPS\n"
       "  tusk --help | --version\n\n"
       "Options (each also settable as an environment variable TUSK_<NAME>, e.g. TUSK_LISTEN):\n",
@@ -426,6 +433,10 @@ int tusk_conf_parse(tusk_conf_t *c, int argc, char **argv, char *err, size_t err
   const char *docroot = getenv("TUSK_DOCROOT");
   int i = 1;
   if (i < argc && !strcmp(argv[i], "serve")) i++;
+  else if (i < argc && !strcmp(argv[i], "run")) {
+    c->cmd = TUSK_CMD_RUN;
+    i++;
+  }
   for (; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "-h") || !strcmp(a, "--help") || !strcmp(a, "help")) {
@@ -471,6 +482,17 @@ int tusk_conf_parse(tusk_conf_t *c, int argc, char **argv, char *err, size_t err
     } else if (a[0] == '-') {
       snprintf(err, errlen, "unknown option '%s' (see tusk --help)", a);
       return TUSK_EPROTO;
+    } else if (c->cmd == TUSK_CMD_RUN) {
+      if (!c->app_script) {
+        c->app_script = strdup(a);
+      } else if (!c->app_action && (!strcmp(a, "start") || !strcmp(a, "stop") || !strcmp(a, "reload") ||
+                                    !strcmp(a, "status"))) {
+        c->app_action = strdup(a);
+      } else {
+        snprintf(err, errlen, "tusk run takes APP.php and one of start, stop, reload, status; got '%s'", a);
+        return TUSK_EPROTO;
+      }
+      continue;
     } else {
       if (docroot && docroot != getenv("TUSK_DOCROOT")) {
         snprintf(err, errlen, "more than one document root given ('%s' and '%s')", docroot, a);
@@ -491,6 +513,32 @@ int tusk_conf_parse(tusk_conf_t *c, int argc, char **argv, char *err, size_t err
     }
     if ((rc = set_key(c, k, val, err, errlen)) != 0) return rc;
   }
+  if (c->cmd == TUSK_CMD_RUN) {
+    char real[PATH_MAX];
+    if (!c->app_script) {
+      snprintf(err, errlen, "tusk run needs the application script: tusk run app.php");
+      return TUSK_EPROTO;
+    }
+    if (!realpath(c->app_script, real)) {
+      snprintf(err, errlen, "cannot open the application script '%s': %s", c->app_script, strerror(errno));
+      return TUSK_EPROTO;
+    }
+    free(c->app_script);
+    c->app_script = strdup(real);
+    if (!c->app_action) c->app_action = strdup("start");
+    if (!c->pid_file) {
+      char pf[PATH_MAX + 32];
+      size_t n = (size_t)snprintf(pf, sizeof pf, "/tmp/tusk-");
+      for (const char *q = real + 1; *q && n + 8 < sizeof pf; q++) pf[n++] = (*q == '/' || *q == ' ') ? '_' : *q;
+      snprintf(pf + n, sizeof pf - n, ".pid");
+      c->pid_file = strdup(pf);
+    }
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", real);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir) *slash = 0;
+    return finish(c, dir, err, errlen);
+  }
   return finish(c, docroot ? docroot : ".", err, errlen);
 }
 
@@ -503,6 +551,8 @@ void tusk_conf_dispose(tusk_conf_t *c) {
     }
   }
   free(c->docroot);
+  free(c->app_script);
+  free(c->app_action);
   free(c->listen_host);
   free(c->tls_listen_host);
   free(c->ini_entries);

@@ -15,10 +15,16 @@ typedef enum {
   TUSK_CMD_SERVE = 0,
   TUSK_CMD_HELP,
   TUSK_CMD_VERSION,
+  TUSK_CMD_RUN, /* tusk run app.php [start|stop|reload|status] */
 } tusk_cmd_t;
 
 typedef struct tusk_conf_s {
   tusk_cmd_t cmd;
+  char *app_script;       /* tusk run: absolute path of the application script */
+  char *app_action;       /* "start" (default), "stop", "reload" or "status" */
+  char *pid_file;         /* tusk run: where the master's pid is kept */
+  int daemon;             /* tusk run -D: detach from the terminal */
+  char *log_file;         /* --log-file: the log (stderr) goes there */
   char *docroot;          /* absolute, resolved */
   char *listen;           /* "host:port" as given */
   char *listen_host;

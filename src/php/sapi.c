@@ -115,6 +115,8 @@ static void poll_abort(void) {
 
 /* ---- SAPI callbacks ---------------------------------------------------- */
 
+extern const zend_function_entry tusk_app_functions[]; /* php/app.c */
+
 static int sapi_tusk_startup(sapi_module_struct *m) { return php_module_startup(m, NULL); }
 
 static size_t sapi_tusk_ub_write(const char *str, size_t len) {
@@ -811,7 +813,19 @@ static sapi_module_struct tusk_sapi = {
 int tusk_php_startup(const tusk_conf_t *conf, const char *argv0) {
   zend_signal_startup();
   sapi_startup(&tusk_sapi);
-  tusk_sapi.additional_functions = tusk_functions;
+  /* Ours plus Tusk\\Internal\\app_*() (the runtime of `tusk run`, php/app.c)
+   * in one table: the SAPI registers one. */
+  static zend_function_entry *all;
+  if (!all) {
+    size_t a = 0, b = 0;
+    while (tusk_functions[a].fname) a++;
+    while (tusk_app_functions[b].fname) b++;
+    all = calloc(a + b + 1, sizeof *all);
+    if (!all) return -1;
+    memcpy(all, tusk_functions, a * sizeof *all);
+    memcpy(all + a, tusk_app_functions, b * sizeof *all);
+  }
+  tusk_sapi.additional_functions = all;
   tusk_sapi.php_ini_ignore_cwd = 1;
   if (conf->php_ini) tusk_sapi.php_ini_path_override = conf->php_ini;
   if (conf->ini_entries) tusk_sapi.ini_entries = conf->ini_entries;

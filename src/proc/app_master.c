@@ -1,0 +1,1205 @@
+/* `tusk run app.php`: event-driven PHP services (Workerman-style).
+ *
+ * The master starts PHP once, forks a probe that runs the script up to
+ * Tusk\Worker::runAll() and reports the declared services, binds their
+ * listeners, and forks --workers PHP processes that each run the script and
+ * then an event loop (src/php/runtime/app.php). The master holds every
+ * client connection: it accepts, frames messages (text, frame, raw) and
+ * hands each event to the PHP worker the connection is assigned to; the
+ * worker's commands (send, close, groups, uids, broadcast) come back on
+ * the same channel. So a worker that dies or is replaced loses no
+ * connection: its connections move to another worker.
+ *
+ * Signals: SIGTERM/SIGINT stop (workers run onWorkerStop, connections are
+ * closed), SIGHUP/SIGUSR2 reload (new workers, then the old ones stop;
+ * connections stay open), SIGUSR1 writes the status file. */
+#include "proc/app_master.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "core/buf.h"
+#include "core/common.h"
+#include "core/log.h"
+#include "net/framing.h"
+#include "net/server.h"
+#include "php/app.h"
+#include "php/sapi.h"
+#include "proc/channel.h"
+
+#define MAX_SERVICES 64
+#define SEND_BOUND (1u << 20) /* a connection's unsent bytes before onBufferFull */
+#define SEND_HARD (16u << 20) /* ... and before it is closed */
+
+typedef struct app_worker_s app_worker_t;
+typedef struct app_conn_s app_conn_t;
+
+typedef struct service_s {
+  char listen[4096];
+  char name[256];
+  tusk_framing_t framing;
+  int php_protocol;
+  size_t max_msg;
+  int is_unix;
+  union {
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+  } l;
+  int listening;
+  int index;
+  app_conn_t *conns; /* all of its connections */
+  size_t nconns;
+} service_t;
+
+typedef struct group_s {
+  char *name;
+  app_conn_t **v;
+  size_t n, cap;
+  struct group_s *next;
+} group_t;
+
+struct app_conn_s {
+  union {
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+    uv_stream_t s;
+  } h;
+  uint64_t id;
+  service_t *svc;
+  app_worker_t *w;
+  tusk_buf_t in;
+  char remote[80];
+  int closing, paused, full;
+  size_t queued; /* bytes in libuv's write queue */
+  group_t **groups;
+  size_t ngroups;
+  app_conn_t *prev, *next; /* in svc->conns */
+  app_conn_t *hnext;       /* hash chain */
+};
+
+struct app_worker_s {
+  int index;
+  int generation;
+  pid_t pid;
+  uv_pipe_t pipe;
+  int pipe_open, ready, stopping, reaped;
+  int pipe_gone; /* its close callback ran: freed once reaped too */
+  tusk_buf_t in, out;
+  size_t nconns;
+  uint64_t events;
+  app_worker_t *next;
+};
+
+static struct {
+  tusk_conf_t *conf;
+  uv_loop_t *loop;
+  service_t svc[MAX_SERVICES];
+  int nsvc;
+  app_worker_t *workers;
+  int generation;
+  uint64_t next_id;
+  app_conn_t **table; /* id -> conn */
+  size_t tcap, count;
+  group_t *groups;
+  uv_check_t flusher;
+  uv_signal_t sig[5];
+  uv_timer_t stop_timer;
+  int stopping;
+  unsigned rr;
+  const char *runtime;
+  char status_path[PATH_MAX];
+  char pid_path[PATH_MAX];
+} A;
+
+/* ---- connection table ------------------------------------------------------------ */
+
+static size_t slot_of(uint64_t id) { return (size_t)((id * 0x9E3779B97F4A7C15ull) >> 20) & (A.tcap - 1); }
+
+static int table_add(app_conn_t *c) {
+  if (A.count * 2 >= A.tcap) {
+    size_t ncap = A.tcap ? A.tcap * 2 : 1024;
+    app_conn_t **nt = calloc(ncap, sizeof *nt);
+    if (!nt) return -1;
+    app_conn_t **old = A.table;
+    size_t ocap = A.tcap;
+    A.table = nt;
+    A.tcap = ncap;
+    for (size_t i = 0; i < ocap; i++) {
+      for (app_conn_t *x = old[i], *nx; x; x = nx) {
+        nx = x->hnext;
+        size_t s = slot_of(x->id);
+        x->hnext = A.table[s];
+        A.table[s] = x;
+      }
+    }
+    free(old);
+  }
+  size_t s = slot_of(c->id);
+  c->hnext = A.table[s];
+  A.table[s] = c;
+  A.count++;
+  return 0;
+}
+
+static app_conn_t *table_find(uint64_t id) {
+  if (!A.tcap) return NULL;
+  for (app_conn_t *x = A.table[slot_of(id)]; x; x = x->hnext) {
+    if (x->id == id) return x;
+  }
+  return NULL;
+}
+
+static void table_del(app_conn_t *c) {
+  app_conn_t **p = &A.table[slot_of(c->id)];
+  while (*p && *p != c) p = &(*p)->hnext;
+  if (*p) {
+    *p = c->hnext;
+    A.count--;
+  }
+}
+
+/* ---- groups (and uids: groups named "\x01" uid) ------------------------------------- */
+
+static group_t *group_get(const char *name, size_t len, int create) {
+  for (group_t *g = A.groups; g; g = g->next) {
+    if (strlen(g->name) == len && !memcmp(g->name, name, len)) return g;
+  }
+  if (!create) return NULL;
+  group_t *g = calloc(1, sizeof *g);
+  if (!g || !(g->name = strndup(name, len))) {
+    free(g);
+    return NULL;
+  }
+  g->next = A.groups;
+  A.groups = g;
+  return g;
+}
+
+static void group_drop_if_empty(group_t *g) {
+  if (g->n) return;
+  group_t **p = &A.groups;
+  while (*p && *p != g) p = &(*p)->next;
+  if (*p) *p = g->next;
+  free(g->v);
+  free(g->name);
+  free(g);
+}
+
+static void group_join(app_conn_t *c, const char *name, size_t len) {
+  group_t *g = group_get(name, len, 1);
+  if (!g) return;
+  for (size_t i = 0; i < c->ngroups; i++) {
+    if (c->groups[i] == g) return;
+  }
+  if (g->n == g->cap) {
+    size_t nc = g->cap ? g->cap * 2 : 8;
+    app_conn_t **nv = realloc(g->v, nc * sizeof *nv);
+    if (!nv) return;
+    g->v = nv;
+    g->cap = nc;
+  }
+  group_t **ng = realloc(c->groups, (c->ngroups + 1) * sizeof *ng);
+  if (!ng) return;
+  c->groups = ng;
+  c->groups[c->ngroups++] = g;
+  g->v[g->n++] = c;
+}
+
+static void group_leave(app_conn_t *c, group_t *g) {
+  for (size_t i = 0; i < g->n; i++) {
+    if (g->v[i] == c) {
+      g->v[i] = g->v[--g->n];
+      break;
+    }
+  }
+  for (size_t i = 0; i < c->ngroups; i++) {
+    if (c->groups[i] == g) {
+      c->groups[i] = c->groups[--c->ngroups];
+      break;
+    }
+  }
+  group_drop_if_empty(g);
+}
+
+/* ---- talking to workers ---------------------------------------------------------- */
+
+static void on_flush(uv_check_t *h);
+
+static void worker_put(app_worker_t *w, uint8_t type, uint16_t svc, uint64_t id, const char *data, size_t len) {
+  if (!w || !w->pipe_open) return;
+  tusk_chan_frame_t f = {(uint32_t)(8 + len), type, 0, svc};
+  tusk_buf_append(&w->out, &f, sizeof f);
+  tusk_buf_append(&w->out, &id, 8);
+  if (len) tusk_buf_append(&w->out, data, len);
+  w->events++;
+  uv_check_start(&A.flusher, on_flush); /* one write per worker per loop iteration */
+}
+
+typedef struct wreq_s {
+  uv_write_t w;
+  tusk_buf_t buf;
+  app_conn_t *c;
+} wreq_t;
+
+static void on_worker_written(uv_write_t *r, int status) {
+  wreq_t *q = (wreq_t *)r;
+  tusk_buf_dispose(&q->buf);
+  free(q);
+}
+
+static void worker_flush(app_worker_t *w) {
+  if (!w->pipe_open || w->out.len == 0) return;
+  uv_buf_t b = uv_buf_init(w->out.data, (unsigned)w->out.len);
+  size_t off = 0;
+  if (uv_stream_get_write_queue_size((uv_stream_t *)&w->pipe) == 0) {
+    int n = uv_try_write((uv_stream_t *)&w->pipe, &b, 1);
+    if (n == (int)w->out.len) {
+      tusk_buf_reset(&w->out);
+      return;
+    }
+    if (n > 0) off = (size_t)n;
+  }
+  wreq_t *q = malloc(sizeof *q);
+  if (!q) return;
+  q->buf = w->out;
+  tusk_buf_init(&w->out);
+  uv_buf_t rb = uv_buf_init(q->buf.data + off, (unsigned)(q->buf.len - off));
+  if (uv_write(&q->w, (uv_stream_t *)&w->pipe, &rb, 1, on_worker_written) != 0) {
+    tusk_buf_dispose(&q->buf);
+    free(q);
+  }
+}
+
+static void on_flush(uv_check_t *h) {
+  for (app_worker_t *w = A.workers; w; w = w->next) worker_flush(w);
+  uv_check_stop(&A.flusher);
+}
+
+/* The worker that takes a connection's events: its own while it lives and
+ * is not being replaced, else the next ready one of the newest generation
+ * (round robin). */
+static app_worker_t *pick_worker(void) {
+  int n = 0;
+  for (app_worker_t *w = A.workers; w; w = w->next) {
+    if (w->pipe_open && !w->stopping && w->generation == A.generation) n++;
+  }
+  if (n == 0) {
+    for (app_worker_t *w = A.workers; w; w = w->next) {
+      if (w->pipe_open && !w->stopping) n++;
+    }
+    if (n == 0) return NULL;
+    unsigned k = A.rr++ % (unsigned)n;
+    for (app_worker_t *w = A.workers; w; w = w->next) {
+      if (w->pipe_open && !w->stopping && k-- == 0) return w;
+    }
+    return NULL;
+  }
+  unsigned k = A.rr++ % (unsigned)n;
+  for (app_worker_t *w = A.workers; w; w = w->next) {
+    if (w->pipe_open && !w->stopping && w->generation == A.generation && k-- == 0) return w;
+  }
+  return NULL;
+}
+
+static app_worker_t *conn_worker(app_conn_t *c) {
+  app_worker_t *w = c->w;
+  if (w && w->pipe_open && !w->stopping && (w->generation == A.generation || !w->ready)) return w;
+  app_worker_t *nw = pick_worker();
+  if (nw != w) {
+    if (w) w->nconns--;
+    if (nw) nw->nconns++;
+    c->w = nw;
+  }
+  return c->w;
+}
+
+static void conn_event(app_conn_t *c, uint8_t type, const char *data, size_t len) {
+  app_worker_t *w = conn_worker(c);
+  if (w) worker_put(w, type, (uint16_t)c->svc->index, c->id, data, len);
+}
+
+/* ---- connections -------------------------------------------------------------------- */
+
+static void on_conn_closed(uv_handle_t *h) {
+  app_conn_t *c = h->data;
+  tusk_buf_dispose(&c->in);
+  free(c->groups);
+  free(c);
+}
+
+static void conn_close(app_conn_t *c) {
+  if (c->closing) return;
+  c->closing = 1;
+  while (c->ngroups) group_leave(c, c->groups[0]);
+  table_del(c);
+  service_t *s = c->svc;
+  if (c->prev) c->prev->next = c->next;
+  else s->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  s->nconns--;
+  conn_event(c, TUSK_APP_EV_CLOSE, NULL, 0);
+  if (c->w) c->w->nconns--;
+  uv_close((uv_handle_t *)&c->h.s, on_conn_closed);
+}
+
+static void on_conn_written(uv_write_t *r, int status) {
+  wreq_t *q = (wreq_t *)r;
+  app_conn_t *c = q->c;
+  c->queued -= q->buf.len;
+  tusk_buf_dispose(&q->buf);
+  free(q);
+  if (c->closing) return;
+  if (status < 0) {
+    conn_close(c);
+    return;
+  }
+  if (c->full && c->queued <= SEND_BOUND / 2) {
+    c->full = 0;
+    conn_event(c, TUSK_APP_EV_DRAIN, NULL, 0);
+  }
+}
+
+static void on_shutdown_done(uv_shutdown_t *r, int status) {
+  app_conn_t *c = r->data;
+  free(r);
+  conn_close(c);
+}
+
+/* Takes b's storage. */
+static void conn_write(app_conn_t *c, tusk_buf_t *b) {
+  if (c->closing || b->len == 0) {
+    tusk_buf_dispose(b);
+    return;
+  }
+  size_t off = 0;
+  if (c->queued == 0) {
+    uv_buf_t ub = uv_buf_init(b->data, (unsigned)b->len);
+    int n = uv_try_write(&c->h.s, &ub, 1);
+    if (n == (int)b->len) {
+      tusk_buf_dispose(b);
+      return;
+    }
+    if (n > 0) off = (size_t)n;
+    else if (n != UV_EAGAIN) {
+      tusk_buf_dispose(b);
+      conn_close(c);
+      return;
+    }
+  }
+  if (c->queued + b->len - off > SEND_HARD) {
+    tusk_buf_dispose(b);
+    TUSK_DEBUG("connection %llu: more than %u bytes unsent: closing", (unsigned long long)c->id, SEND_HARD);
+    conn_close(c);
+    return;
+  }
+  wreq_t *q = malloc(sizeof *q);
+  if (!q) {
+    tusk_buf_dispose(b);
+    conn_close(c);
+    return;
+  }
+  q->c = c;
+  q->buf = *b;
+  tusk_buf_init(b);
+  if (off) tusk_buf_consume(&q->buf, off);
+  c->queued += q->buf.len;
+  uv_buf_t ub = uv_buf_init(q->buf.data, (unsigned)q->buf.len);
+  if (uv_write(&q->w, &c->h.s, &ub, 1, on_conn_written) != 0) {
+    c->queued -= q->buf.len;
+    tusk_buf_dispose(&q->buf);
+    free(q);
+    conn_close(c);
+    return;
+  }
+  if (!c->full && c->queued > SEND_BOUND) {
+    c->full = 1;
+    conn_event(c, TUSK_APP_EV_FULL, NULL, 0);
+  }
+}
+
+static void conn_send(app_conn_t *c, const char *data, size_t len, int raw) {
+  tusk_buf_t b;
+  tusk_buf_init(&b);
+  if (tusk_framing_encode(raw ? TUSK_FRAMING_RAW : c->svc->framing, data, len, &b) != 0) {
+    tusk_buf_dispose(&b);
+    return;
+  }
+  conn_write(c, &b);
+}
+
+static void on_conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  app_conn_t *c = h->data;
+  if (tusk_buf_reserve(&c->in, 64 * 1024) != 0) {
+    *buf = uv_buf_init(NULL, 0);
+    return;
+  }
+  *buf = uv_buf_init(c->in.data + c->in.len, (unsigned)(c->in.cap - c->in.len - 1));
+}
+
+static void on_conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
+  app_conn_t *c = s->data;
+  if (nread < 0) {
+    conn_close(c);
+    return;
+  }
+  c->in.len += (size_t)nread;
+  size_t off = 0;
+  tusk_framing_t fr = c->svc->php_protocol ? TUSK_FRAMING_RAW : c->svc->framing;
+  while (off < c->in.len && !c->closing) {
+    const char *msg;
+    size_t ml;
+    int n = tusk_framing_next(fr, c->in.data + off, c->in.len - off, c->svc->max_msg, &msg, &ml);
+    if (n == TUSK_AGAIN) break;
+    if (n < 0) {
+      const char *why = n == TUSK_ELIMIT ? "message too big" : "malformed frame";
+      TUSK_DEBUG("connection %llu (%s): %s: closing", (unsigned long long)c->id, c->remote, why);
+      conn_event(c, TUSK_APP_EV_ERROR, why, strlen(why));
+      conn_close(c);
+      return;
+    }
+    conn_event(c, TUSK_APP_EV_DATA, msg, ml);
+    off += (size_t)n;
+  }
+  tusk_buf_consume(&c->in, off);
+  if (c->in.cap > 256 * 1024 && c->in.len < 4096) {
+    tusk_buf_t nb;
+    tusk_buf_init(&nb);
+    tusk_buf_append(&nb, c->in.data, c->in.len);
+    tusk_buf_dispose(&c->in);
+    c->in = nb;
+  }
+}
+
+static void on_accept(uv_stream_t *server, int status) {
+  service_t *s = server->data;
+  if (status < 0) return;
+  app_conn_t *c = calloc(1, sizeof *c);
+  if (!c) return;
+  if (s->is_unix) uv_pipe_init(A.loop, &c->h.pipe, 0);
+  else uv_tcp_init(A.loop, &c->h.tcp);
+  c->h.s.data = c;
+  if (uv_accept(server, &c->h.s) != 0 || A.stopping) {
+    c->closing = 1;
+    uv_close((uv_handle_t *)&c->h.s, on_conn_closed);
+    return;
+  }
+  c->id = ++A.next_id;
+  c->svc = s;
+  tusk_buf_init(&c->in);
+  if (table_add(c) != 0) {
+    c->closing = 1;
+    uv_close((uv_handle_t *)&c->h.s, on_conn_closed);
+    return;
+  }
+  c->next = s->conns;
+  if (s->conns) s->conns->prev = c;
+  s->conns = c;
+  s->nconns++;
+  if (s->is_unix) {
+    snprintf(c->remote, sizeof c->remote, "unix:0");
+  } else {
+    uv_tcp_nodelay(&c->h.tcp, 1);
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    char ip[64] = "?";
+    int port = 0;
+    if (uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &len) == 0) {
+      if (ss.ss_family == AF_INET6) {
+        uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
+        port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+      } else {
+        uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
+        port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+      }
+    }
+    snprintf(c->remote, sizeof c->remote, strchr(ip, ':') ? "[%s]:%d" : "%s:%d", ip, port);
+  }
+  conn_event(c, TUSK_APP_EV_OPEN, c->remote, strlen(c->remote));
+  uv_read_start(&c->h.s, on_conn_alloc, on_conn_read);
+}
+
+/* ---- commands from workers ---------------------------------------------------------- */
+
+static void send_to_group(group_t *g, const char *data, size_t len) {
+  if (!g) return;
+  /* The group may lose members while sending (a write error closes). */
+  size_t n = g->n;
+  app_conn_t **v = malloc(n * sizeof *v);
+  if (!v) return;
+  memcpy(v, g->v, n * sizeof *v);
+  for (size_t i = 0; i < n; i++) {
+    if (table_find(v[i]->id) == v[i]) conn_send(v[i], data, len, 0);
+  }
+  free(v);
+}
+
+static void broadcast(service_t *s, const char *data, size_t len) {
+  for (app_conn_t *c = s->conns, *next; c; c = next) {
+    next = c->next;
+    conn_send(c, data, len, 0);
+  }
+}
+
+static void on_command(app_worker_t *w, const tusk_chan_frame_t *f, const char *p) {
+  if (f->len < 8) return;
+  uint64_t id;
+  memcpy(&id, p, 8);
+  const char *data = p + 8;
+  size_t len = f->len - 8;
+  app_conn_t *c = NULL;
+  switch (f->type) {
+    case TUSK_APP_READY:
+      w->ready = 1;
+      TUSK_DEBUG("worker %d (pid %d) is ready", w->index, (int)w->pid);
+      /* A reload: once all new workers are up, the old ones stop. */
+      {
+        int all = 1;
+        for (app_worker_t *x = A.workers; x; x = x->next) {
+          if (x->generation == A.generation && x->pipe_open && !x->ready) all = 0;
+        }
+        if (all) {
+          for (app_worker_t *x = A.workers; x; x = x->next) {
+            if (x->generation != A.generation && !x->stopping && x->pipe_open) {
+              x->stopping = 1;
+              worker_put(x, TUSK_APP_EV_STOP, 0, 0, NULL, 0);
+            }
+          }
+        }
+      }
+      return;
+    case TUSK_APP_CMD_SEND_GROUP:
+    case TUSK_APP_CMD_SEND_UID: {
+      if (len < 2) return;
+      size_t gl = (size_t)((unsigned char)data[0] << 8 | (unsigned char)data[1]);
+      if (len < 2 + gl) return;
+      if (f->type == TUSK_APP_CMD_SEND_UID) {
+        char name[512];
+        if (gl + 1 > sizeof name) return;
+        name[0] = '\x01';
+        memcpy(name + 1, data + 2, gl);
+        send_to_group(group_get(name, gl + 1, 0), data + 2 + gl, len - 2 - gl);
+      } else {
+        send_to_group(group_get(data + 2, gl, 0), data + 2 + gl, len - 2 - gl);
+      }
+      return;
+    }
+    case TUSK_APP_CMD_BCAST:
+      if (id == 0xffff) {
+        for (int i = 0; i < A.nsvc; i++) broadcast(&A.svc[i], data, len);
+      } else if (id < (uint64_t)A.nsvc) {
+        broadcast(&A.svc[id], data, len);
+      }
+      return;
+    default:
+      break;
+  }
+  if (!(c = table_find(id)) || c->closing) return; /* closed meanwhile */
+  switch (f->type) {
+    case TUSK_APP_CMD_SEND:
+    case TUSK_APP_CMD_SEND_BIN:
+      conn_send(c, data, len, 0);
+      break;
+    case TUSK_APP_CMD_SEND_RAW:
+      conn_send(c, data, len, 1);
+      break;
+    case TUSK_APP_CMD_CLOSE: {
+      /* After what is queued: shut down the write side, then close. */
+      uv_read_stop(&c->h.s);
+      uv_shutdown_t *r = malloc(sizeof *r);
+      if (!r || (r->data = c, uv_shutdown(r, &c->h.s, on_shutdown_done)) != 0) {
+        free(r);
+        conn_close(c);
+      }
+      break;
+    }
+    case TUSK_APP_CMD_PAUSE:
+      if (!c->paused) uv_read_stop(&c->h.s);
+      c->paused = 1;
+      break;
+    case TUSK_APP_CMD_RESUME:
+      if (c->paused) uv_read_start(&c->h.s, on_conn_alloc, on_conn_read);
+      c->paused = 0;
+      break;
+    case TUSK_APP_CMD_JOIN:
+      if (len > 0 && len < 256) group_join(c, data, len);
+      break;
+    case TUSK_APP_CMD_LEAVE: {
+      group_t *g = group_get(data, len, 0);
+      if (g) group_leave(c, g);
+      break;
+    }
+    case TUSK_APP_CMD_BIND: {
+      char name[512];
+      if (len == 0 || len + 1 > sizeof name) break;
+      name[0] = '\x01';
+      memcpy(name + 1, data, len);
+      group_join(c, name, len + 1);
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+/* ---- workers ------------------------------------------------------------------------ */
+
+static void spawn(int index);
+
+static void worker_free_if_done(app_worker_t *w) {
+  if (!w->reaped || !w->pipe_gone) return;
+  /* Its connections pick another worker at their next event. */
+  for (int i = 0; i < A.nsvc; i++) {
+    for (app_conn_t *c = A.svc[i].conns; c; c = c->next) {
+      if (c->w == w) c->w = NULL;
+    }
+  }
+  app_worker_t **p = &A.workers;
+  while (*p && *p != w) p = &(*p)->next;
+  if (*p) *p = w->next;
+  tusk_buf_dispose(&w->in);
+  tusk_buf_dispose(&w->out);
+  free(w);
+}
+
+static void on_worker_pipe_closed(uv_handle_t *h) {
+  app_worker_t *w = h->data;
+  w->pipe_gone = 1;
+  worker_free_if_done(w);
+}
+
+static void worker_close_pipe(app_worker_t *w) {
+  if (!w->pipe_open) return;
+  w->pipe_open = 0;
+  uv_close((uv_handle_t *)&w->pipe, on_worker_pipe_closed);
+}
+
+static void on_worker_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  app_worker_t *w = h->data;
+  if (tusk_buf_reserve(&w->in, 256 * 1024) != 0) {
+    *buf = uv_buf_init(NULL, 0);
+    return;
+  }
+  *buf = uv_buf_init(w->in.data + w->in.len, (unsigned)(w->in.cap - w->in.len - 1));
+}
+
+static void on_worker_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
+  app_worker_t *w = s->data;
+  if (nread < 0) {
+    worker_close_pipe(w);
+    return;
+  }
+  w->in.len += (size_t)nread;
+  size_t off = 0;
+  for (;;) {
+    tusk_chan_frame_t f;
+    const char *payload;
+    int n = tusk_chan_get(w->in.data + off, w->in.len - off, &f, &payload);
+    if (n == TUSK_AGAIN) break;
+    if (n < 0) {
+      TUSK_ERROR("worker %d sent a malformed frame; replacing it", w->index);
+      kill(w->pid, SIGKILL);
+      worker_close_pipe(w);
+      return;
+    }
+    off += (size_t)n;
+    on_command(w, &f, payload);
+  }
+  tusk_buf_consume(&w->in, off);
+}
+
+static void close_listeners_in_child(void) {
+  for (int i = 0; i < A.nsvc; i++) {
+    int fd = -1;
+    if (uv_fileno((uv_handle_t *)&A.svc[i].l, &fd) == 0 && fd >= 0) close(fd);
+  }
+}
+
+static void spawn(int index) {
+  if (A.stopping) return;
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    TUSK_ERROR("cannot create a worker channel: %s", strerror(errno));
+    return;
+  }
+  int sz = 1 << 20;
+  setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+  setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+  pid_t pid = fork();
+  if (pid < 0) {
+    TUSK_ERROR("cannot fork a PHP worker: %s", strerror(errno));
+    close(sv[0]);
+    close(sv[1]);
+    return;
+  }
+  if (pid == 0) {
+    close(sv[0]);
+    close_listeners_in_child();
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    prctl(PR_SET_NAME, "tusk-app", 0, 0, 0);
+    char role[32];
+    snprintf(role, sizeof role, "worker %d", index);
+    tusk_log_set_role(role);
+    signal(SIGINT, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGUSR1, SIG_IGN);
+    signal(SIGUSR2, SIG_IGN);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    tusk_php_worker_signals_ready();
+    _exit(tusk_php_app_run(A.runtime, A.conf->app_script, sv[1], index));
+  }
+  close(sv[1]);
+  app_worker_t *w = calloc(1, sizeof *w);
+  w->index = index;
+  w->pid = pid;
+  w->generation = A.generation;
+  tusk_buf_init(&w->in);
+  tusk_buf_init(&w->out);
+  uv_pipe_init(A.loop, &w->pipe, 0);
+  uv_pipe_open(&w->pipe, sv[0]);
+  w->pipe.data = w;
+  w->pipe_open = 1;
+  w->next = A.workers;
+  A.workers = w;
+  uv_read_start((uv_stream_t *)&w->pipe, on_worker_alloc, on_worker_read);
+  TUSK_DEBUG("worker %d started (pid %d)", index, (int)pid);
+}
+
+static void on_respawn(uv_timer_t *t) {
+  int index = (int)(intptr_t)t->data;
+  uv_close((uv_handle_t *)t, (uv_close_cb)free);
+  spawn(index);
+}
+
+static void reap(void) {
+  int st;
+  pid_t pid;
+  while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+    app_worker_t *w = A.workers;
+    while (w && w->pid != pid) w = w->next;
+    if (!w) continue;
+    w->reaped = 1;
+    int expected = w->stopping || A.stopping;
+    if (!expected) {
+      if (WIFSIGNALED(st))
+        TUSK_ERROR("worker %d (pid %d) was killed by signal %d (%s); its %zu connection(s) stay open and move "
+                   "to another worker",
+                   w->index, (int)pid, WTERMSIG(st), strsignal(WTERMSIG(st)), w->nconns);
+      else
+        TUSK_ERROR("worker %d (pid %d) exited with status %d; its %zu connection(s) stay open", w->index, (int)pid,
+                   WEXITSTATUS(st), w->nconns);
+    }
+    int index = w->index, gen = w->generation, was_ready = w->ready;
+    worker_close_pipe(w);
+    worker_free_if_done(w);
+    if (!expected && gen == A.generation) {
+      /* Backoff when it did not even boot. */
+      uv_timer_t *t = malloc(sizeof *t);
+      if (t) {
+        uv_timer_init(A.loop, t);
+        t->data = (void *)(intptr_t)index;
+        uv_timer_start(t, on_respawn, was_ready ? 0 : 1000, 0);
+      }
+    }
+  }
+  if (A.stopping) {
+    int left = 0;
+    for (app_worker_t *w = A.workers; w; w = w->next) left += !w->reaped;
+    if (!left) uv_stop(A.loop);
+  }
+}
+
+/* ---- status ------------------------------------------------------------------------- */
+
+static void write_status(void) {
+  char tmp[PATH_MAX + 8];
+  snprintf(tmp, sizeof tmp, "%s.tmp", A.status_path);
+  FILE *f = fopen(tmp, "w");
+  if (!f) return;
+  fprintf(f, "tusk run %s: master pid %d, generation %d\n", A.conf->app_script, (int)getpid(), A.generation);
+  fprintf(f, "services:\n");
+  for (int i = 0; i < A.nsvc; i++)
+    fprintf(f, "  %-32s %-16s %zu connection(s)\n", A.svc[i].listen, A.svc[i].name, A.svc[i].nconns);
+  fprintf(f, "workers:\n");
+  for (app_worker_t *w = A.workers; w; w = w->next)
+    fprintf(f, "  worker %d pid %d %s, %zu connection(s), %llu event(s)\n", w->index, (int)w->pid,
+            w->stopping ? "stopping" : w->ready ? "ready" : "starting", w->nconns, (unsigned long long)w->events);
+  fprintf(f, "connections: %zu\n", A.count);
+  fclose(f);
+  rename(tmp, A.status_path);
+}
+
+/* ---- signals ------------------------------------------------------------------------ */
+
+static void on_stop_timeout(uv_timer_t *t) {
+  for (app_worker_t *w = A.workers; w; w = w->next) {
+    if (!w->reaped) kill(w->pid, SIGKILL);
+  }
+}
+
+static void begin_stop(void) {
+  if (A.stopping) return;
+  A.stopping = 1;
+  TUSK_INFO("stopping: workers run onWorkerStop, then connections close");
+  for (int i = 0; i < A.nsvc; i++) {
+    if (A.svc[i].listening) uv_close((uv_handle_t *)&A.svc[i].l, NULL);
+    A.svc[i].listening = 0;
+  }
+  for (app_worker_t *w = A.workers; w; w = w->next) {
+    w->stopping = 1;
+    worker_put(w, TUSK_APP_EV_STOP, 0, 0, NULL, 0);
+  }
+  uv_timer_init(A.loop, &A.stop_timer);
+  uv_timer_start(&A.stop_timer, on_stop_timeout, 10000, 0);
+  uv_unref((uv_handle_t *)&A.stop_timer);
+  reap();
+}
+
+static void reload(void) {
+  if (A.stopping) return;
+  A.generation++;
+  TUSK_INFO("reloading: starting %d new worker(s); connections stay open", A.conf->workers);
+  tusk_php_opcache_reset();
+  for (int i = 0; i < A.conf->workers; i++) spawn(i);
+}
+
+static void on_signal(uv_signal_t *h, int sig) {
+  switch (sig) {
+    case SIGCHLD:
+      reap();
+      break;
+    case SIGHUP:
+    case SIGUSR2:
+      reload();
+      break;
+    case SIGUSR1:
+      write_status();
+      break;
+    default:
+      begin_stop();
+  }
+}
+
+/* ---- start-up ----------------------------------------------------------------------- */
+
+/* Runs the probe and fills A.svc from what it declared. */
+static int probe(char *err, size_t errlen) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    snprintf(err, errlen, "cannot create a channel: %s", strerror(errno));
+    return -1;
+  }
+  pid_t pid = fork();
+  if (pid < 0) {
+    snprintf(err, errlen, "cannot fork: %s", strerror(errno));
+    return -1;
+  }
+  if (pid == 0) {
+    close(sv[0]);
+    tusk_log_set_role("probe");
+    _exit(tusk_php_app_run(A.runtime, A.conf->app_script, sv[1], -1));
+  }
+  close(sv[1]);
+  tusk_buf_t in;
+  tusk_buf_init(&in);
+  for (;;) {
+    if (tusk_buf_reserve(&in, 64 * 1024) != 0) break;
+    ssize_t r = read(sv[0], in.data + in.len, in.cap - in.len);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    in.len += (size_t)r;
+  }
+  close(sv[0]);
+  int st = 0;
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  }
+  tusk_chan_frame_t f;
+  const char *p;
+  int rc = -1;
+  if (tusk_chan_get(in.data, in.len, &f, &p) > 0 && f.type == TUSK_APP_DECLARE && f.len >= 8) {
+    const char *q = p + 8, *end = p + f.len;
+    while (q + 2 <= end && A.nsvc < MAX_SERVICES) {
+      service_t *s = &A.svc[A.nsvc];
+      uint16_t ll, nl;
+      memcpy(&ll, q, 2);
+      q += 2;
+      if (q + ll + 2 > end) break;
+      snprintf(s->listen, sizeof s->listen, "%.*s", (int)ll, q);
+      q += ll;
+      memcpy(&nl, q, 2);
+      q += 2;
+      if (q + nl + 5 > end) break;
+      snprintf(s->name, sizeof s->name, "%.*s", (int)nl, q);
+      q += nl;
+      s->php_protocol = *q++;
+      uint32_t max;
+      memcpy(&max, q, 4);
+      q += 4;
+      s->max_msg = max ? max : 1 << 20;
+      s->index = A.nsvc++;
+    }
+    rc = 0;
+  }
+  tusk_buf_dispose(&in);
+  if (rc != 0 || A.nsvc == 0) {
+    if (WIFEXITED(st) && WEXITSTATUS(st) != 0)
+      snprintf(err, errlen, "%s failed before declaring its services (exit status %d; see the PHP error above)",
+               A.conf->app_script, WEXITSTATUS(st));
+    else if (WIFSIGNALED(st))
+      snprintf(err, errlen, "%s crashed before declaring its services (signal %d)", A.conf->app_script,
+               WTERMSIG(st));
+    else
+      snprintf(err, errlen,
+               "%s declared no service: create a Tusk\\Worker('tcp://127.0.0.1:2345') (or text://, frame://, "
+               "unix:///path) and call Tusk\\Worker::runAll()",
+               A.conf->app_script);
+    return -1;
+  }
+  return 0;
+}
+
+static int listen_service(service_t *s, char *err, size_t errlen) {
+  const char *a = s->listen;
+  const char *sep = strstr(a, "://");
+  if (!sep) {
+    snprintf(err, errlen, "service '%s': the address needs a scheme, e.g. tcp://127.0.0.1:2345", a);
+    return -1;
+  }
+  size_t sl = (size_t)(sep - a);
+  const char *rest = sep + 3;
+  if (sl == 3 && !strncmp(a, "tcp", 3)) s->framing = TUSK_FRAMING_RAW;
+  else if (sl == 4 && !strncmp(a, "text", 4)) s->framing = TUSK_FRAMING_TEXT;
+  else if (sl == 5 && !strncmp(a, "frame", 5)) s->framing = TUSK_FRAMING_FRAME;
+  else if (sl == 4 && !strncmp(a, "unix", 4)) {
+    s->framing = TUSK_FRAMING_RAW;
+    s->is_unix = 1;
+  } else {
+    snprintf(err, errlen,
+             "service '%s': unknown scheme '%.*s' (tcp, text, frame and unix are served; websocket, udp "
+             "and http are not yet)",
+             a, (int)sl, a);
+    return -1;
+  }
+  int fd = -1;
+  if (s->is_unix) {
+    struct sockaddr_un un;
+    memset(&un, 0, sizeof un);
+    un.sun_family = AF_UNIX;
+    if (strlen(rest) >= sizeof un.sun_path || !rest[0]) {
+      snprintf(err, errlen, "service '%s': the socket path is empty or too long", a);
+      return -1;
+    }
+    strcpy(un.sun_path, rest);
+    struct stat stt;
+    if (stat(rest, &stt) == 0 && S_ISSOCK(stt.st_mode)) unlink(rest);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&un, sizeof un) != 0 || listen(fd, 1024) != 0) {
+      snprintf(err, errlen, "service '%s': cannot listen on %s: %s", a, rest, strerror(errno));
+      if (fd >= 0) close(fd);
+      return -1;
+    }
+    uv_pipe_init(A.loop, &s->l.pipe, 0);
+    uv_pipe_open(&s->l.pipe, fd);
+  } else {
+    char host[256];
+    const char *colon = strrchr(rest, ':');
+    if (!colon || colon == rest || (size_t)(colon - rest) >= sizeof host) {
+      snprintf(err, errlen, "service '%s': the address must be HOST:PORT", a);
+      return -1;
+    }
+    snprintf(host, sizeof host, "%.*s", (int)(colon - rest), rest);
+    if (host[0] == '[') {
+      memmove(host, host + 1, strlen(host));
+      char *e = strchr(host, ']');
+      if (e) *e = 0;
+    }
+    char *endp;
+    long port = strtol(colon + 1, &endp, 10);
+    if (*endp || port < 0 || port > 65535) {
+      snprintf(err, errlen, "service '%s': bad port '%s'", a, colon + 1);
+      return -1;
+    }
+    int bound = 0;
+    if (tusk_server_bind(host, (int)port, 0, &fd, &bound, err, errlen) != 0) return -1;
+    if (port == 0) {
+      /* Report the port the kernel chose (tests, --listen-style :0). */
+      char *p = strrchr(s->listen, ':');
+      snprintf(p + 1, sizeof s->listen - (size_t)(p + 1 - s->listen), "%d", bound);
+    }
+    uv_tcp_init(A.loop, &s->l.tcp);
+    uv_tcp_open(&s->l.tcp, fd);
+  }
+  s->l.tcp.data = s;
+  int rc = uv_listen((uv_stream_t *)&s->l, 1024, on_accept);
+  if (rc != 0) {
+    snprintf(err, errlen, "service '%s': cannot listen: %s", a, uv_strerror(rc));
+    return -1;
+  }
+  s->listening = 1;
+  return 0;
+}
+
+int tusk_app_master_run(tusk_conf_t *conf, const char *argv0) {
+  memset(&A, 0, sizeof A);
+  A.conf = conf;
+  A.runtime = getenv("TUSK_RUNTIME") ? getenv("TUSK_RUNTIME") : TUSK_RUNTIME_PHP;
+  signal(SIGPIPE, SIG_IGN);
+  if (access(A.runtime, R_OK) != 0) {
+    fprintf(stderr, "tusk: the PHP runtime %s is missing (set TUSK_RUNTIME to src/php/runtime/app.php)\n",
+            A.runtime);
+    return 1;
+  }
+  if (tusk_php_startup(conf, argv0) != 0) return 1;
+  uv_loop_t tmp;
+  if (uv_loop_init(&tmp) == 0) uv_loop_close(&tmp);
+  char err[1024];
+  if (probe(err, sizeof err) != 0) {
+    fprintf(stderr, "tusk: %s\n", err);
+    return 1;
+  }
+  A.loop = uv_default_loop();
+  for (int i = 0; i < A.nsvc; i++) {
+    if (listen_service(&A.svc[i], err, sizeof err) != 0) {
+      fprintf(stderr, "tusk: %s\n", err);
+      return 1;
+    }
+  }
+  uv_check_init(A.loop, &A.flusher);
+  uv_unref((uv_handle_t *)&A.flusher);
+  int sigs[] = {SIGCHLD, SIGHUP, SIGUSR2, SIGUSR1, SIGTERM};
+  for (int i = 0; i < 5; i++) {
+    uv_signal_init(A.loop, &A.sig[i]);
+    uv_signal_start(&A.sig[i], on_signal, sigs[i]);
+    uv_unref((uv_handle_t *)&A.sig[i]);
+  }
+  uv_signal_t sigint;
+  uv_signal_init(A.loop, &sigint);
+  uv_signal_start(&sigint, on_signal, SIGINT);
+  uv_unref((uv_handle_t *)&sigint);
+  snprintf(A.status_path, sizeof A.status_path, "%s", conf->pid_file);
+  snprintf(A.pid_path, sizeof A.pid_path, "%s", conf->pid_file);
+  size_t pl = strlen(A.status_path);
+  if (pl > 4 && !strcmp(A.status_path + pl - 4, ".pid")) A.status_path[pl - 4] = 0;
+  strncat(A.status_path, ".status", sizeof A.status_path - strlen(A.status_path) - 1);
+  FILE *pf = fopen(A.pid_path, "w");
+  if (pf) {
+    fprintf(pf, "%d\n", (int)getpid());
+    fclose(pf);
+  } else {
+    TUSK_WARN("cannot write the pid file %s: %s (stop/reload/status will not find this server)", A.pid_path,
+              strerror(errno));
+  }
+  for (int i = 0; i < A.nsvc; i++)
+    TUSK_INFO("service %d: %s%s%s, %d PHP worker(s)", i, A.svc[i].listen, A.svc[i].name[0] ? " " : "",
+              A.svc[i].name, conf->workers);
+  for (int i = 0; i < conf->workers; i++) spawn(i);
+  uv_run(A.loop, UV_RUN_DEFAULT);
+  /* Stopped: close what is left. */
+  for (int i = 0; i < A.nsvc; i++) {
+    for (app_conn_t *c = A.svc[i].conns, *next; c; c = next) {
+      next = c->next;
+      conn_close(c);
+    }
+  }
+  uv_run(A.loop, UV_RUN_NOWAIT);
+  for (app_worker_t *w = A.workers, *next; w; w = next) {
+    next = w->next;
+    tusk_buf_dispose(&w->in);
+    tusk_buf_dispose(&w->out);
+    free(w);
+  }
+  while (A.groups) {
+    group_t *g = A.groups;
+    A.groups = g->next;
+    free(g->v);
+    free(g->name);
+    free(g);
+  }
+  free(A.table);
+  tusk_php_shutdown();
+  unlink(A.pid_path);
+  unlink(A.status_path);
+  TUSK_INFO("stopped");
+  return 0;
+}
+
+/* 1 while pid runs (a zombie, not yet reaped by its parent, does not). */
+static int alive(int pid) {
+  if (kill(pid, 0) != 0) return 0;
+  char path[64], buf[256];
+  snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return 1;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = 0;
+  const char *p = strrchr(buf, ')');
+  return !(p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X'));
+}
+
+int tusk_app_control(const tusk_conf_t *conf) {
+  FILE *f = fopen(conf->pid_file, "r");
+  int pid = 0;
+  if (!f || fscanf(f, "%d", &pid) != 1 || pid <= 0 || !alive(pid)) {
+    if (f) fclose(f);
+    fprintf(stderr, "tusk: %s is not running (no live pid in %s)\n", conf->app_script, conf->pid_file);
+    return 1;
+  }
+  fclose(f);
+  const char *act = conf->app_action;
+  if (!strcmp(act, "stop")) {
+    kill(pid, SIGTERM);
+    for (int i = 0; i < 300 && alive(pid); i++) usleep(20 * 1000);
+    if (alive(pid)) {
+      fprintf(stderr, "tusk: pid %d did not stop within 15 s\n", pid);
+      return 1;
+    }
+    printf("stopped (pid %d)\n", pid);
+    return 0;
+  }
+  if (!strcmp(act, "reload")) {
+    kill(pid, SIGUSR2);
+    printf("reloading (pid %d): new workers start, connections stay open\n", pid);
+    return 0;
+  }
+  /* status */
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s", conf->pid_file);
+  size_t pl = strlen(path);
+  if (pl > 4 && !strcmp(path + pl - 4, ".pid")) path[pl - 4] = 0;
+  strncat(path, ".status", sizeof path - strlen(path) - 1);
+  struct stat before;
+  time_t t0 = stat(path, &before) == 0 ? before.st_mtime : 0;
+  long n0 = stat(path, &before) == 0 ? before.st_mtim.tv_nsec : 0;
+  kill(pid, SIGUSR1);
+  for (int i = 0; i < 100; i++) {
+    struct stat st;
+    if (stat(path, &st) == 0 && (st.st_mtime != t0 || st.st_mtim.tv_nsec != n0)) break;
+    usleep(20 * 1000);
+  }
+  FILE *sf = fopen(path, "r");
+  if (!sf) {
+    fprintf(stderr, "tusk: no status from pid %d (%s)\n", pid, path);
+    return 1;
+  }
+  char line[1024];
+  while (fgets(line, sizeof line, sf)) fputs(line, stdout);
+  fclose(sf);
+  return 0;
+}

@@ -1,0 +1,87 @@
+<?php
+// The fixture of test_events.py: one service per framing, commands as messages.
+use Tusk\Connection;
+use Tusk\Server;
+use Tusk\Timer;
+use Tusk\Worker;
+
+/** "LEN:payload" messages: a protocol written in PHP (Workerman's input/decode/encode). */
+class LenProto
+{
+    public static function input(string $buf, Connection $c): int
+    {
+        $p = strpos($buf, ':');
+        if ($p === false) {
+            return strlen($buf) > 10 ? -1 : 0;
+        }
+        return $p + 1 + (int)substr($buf, 0, $p);
+    }
+    public static function decode(string $msg, Connection $c): string { return substr($msg, strpos($msg, ':') + 1); }
+    public static function encode(string $data, Connection $c): string { return strlen($data) . ':' . $data; }
+}
+
+$mark = getenv('TUSK_TEST_MARK') ?: '/dev/null';
+$handler = function (Connection $c, string $data) use ($mark) {
+    $c->seen = ($c->seen ?? 0) + 1; // dynamic property: lives in this worker
+    [$cmd, $arg] = array_pad(explode(' ', $data, 2), 2, '');
+    switch ($cmd) {
+        case 'pid': $c->send((string)getmypid()); break;
+        case 'id': $c->send((string)$c->id); break;
+        case 'remote': $c->send($c->getRemoteIp() . ' ' . $c->getRemotePort()); break;
+        case 'join': $c->joinGroup($arg); $c->send("joined $arg"); break;
+        case 'leave': $c->leaveGroup($arg); $c->send("left $arg"); break;
+        case 'group': [$g, $m] = explode(' ', $arg, 2); Server::sendToGroup($g, $m); break;
+        case 'bind': $c->bindUid($arg); $c->send("bound $arg"); break;
+        case 'touid': [$u, $m] = explode(' ', $arg, 2); Server::sendToUid($u, $m); break;
+        case 'all': Server::broadcast($arg); break;
+        case 'service': $c->worker->broadcast($arg); break;
+        case 'once': Timer::add((float)$arg, fn() => $c->send('once fired'), [], false); $c->send('armed'); break;
+        case 'every':
+            $n = 0;
+            $id = null;
+            $id = Timer::add((float)$arg, function () use ($c, &$n, &$id) {
+                $c->send('tick ' . ++$n);
+                if ($n === 3) { Timer::del($id); }
+            });
+            break;
+        case 'flood':
+            // Far more than the 1 MiB send bound: onBufferFull must fire.
+            $chunk = str_repeat('x', 65536);
+            for ($i = 0; $i < (int)$arg; $i++) { $c->send($chunk); }
+            break;
+        case 'pause': $c->pauseRecv(); Timer::add((float)$arg, fn() => $c->resumeRecv(), [], false); $c->send('paused'); break;
+        case 'close': $c->close('bye'); break;
+        case 'throw': throw new RuntimeException('thrown on purpose');
+        case 'seen': $c->send((string)$c->seen); break;
+        default: $c->send('echo ' . $data);
+    }
+};
+
+$text = new Worker('text://127.0.0.1:0');
+$text->name = 'text';
+$text->onConnect = fn(Connection $c) => $c->send('hello ' . $c->id);
+$text->onMessage = $handler;
+$text->onBufferFull = function (Connection $c) use ($mark) { file_put_contents($mark, "full {$c->id}\n", FILE_APPEND); };
+$text->onBufferDrain = function (Connection $c) use ($mark) { file_put_contents($mark, "drain {$c->id}\n", FILE_APPEND); };
+$text->onClose = function (Connection $c) use ($mark) { file_put_contents($mark, "close {$c->id}\n", FILE_APPEND); };
+$text->onWorkerStart = function (Worker $w) use ($mark) { file_put_contents($mark, "start {$w->id} " . getmypid() . "\n", FILE_APPEND); };
+$text->onWorkerStop = function (Worker $w) use ($mark) { file_put_contents($mark, "stop {$w->id} " . getmypid() . "\n", FILE_APPEND); };
+
+$frame = new Worker('frame://127.0.0.1:0');
+$frame->name = 'frame';
+$frame->maxPackageSize = 1000;
+$frame->onMessage = $handler;
+$frame->onError = function (Connection $c, $code, $msg) use ($mark) { file_put_contents($mark, "error {$c->id} $msg\n", FILE_APPEND); };
+
+$len = new Worker('tcp://127.0.0.1:0');
+$len->name = 'len';
+$len->protocol = LenProto::class;
+$len->onMessage = $handler;
+
+if ($path = getenv('TUSK_TEST_UNIX')) {
+    $unix = new Worker('unix://' . $path);
+    $unix->name = 'unix';
+    $unix->onMessage = fn(Connection $c, string $d) => $c->send('unix got ' . $d);
+}
+
+Worker::runAll();

@@ -1,0 +1,413 @@
+"""`tusk run app.php`: event-driven PHP services through real sockets.
+text://, frame://, tcp:// with a PHP protocol class and unix:// services,
+groups, uids and broadcast across worker processes, timers, backpressure,
+a killed worker and a reload that keep every connection, and the
+start/stop/reload/status commands."""
+import os
+import re
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from conftest import PHP_DIR, TUSK_BIN
+
+APP = os.path.join(PHP_DIR, "events", "app.php")
+
+
+class App:
+    def __init__(self, script=APP, args=(), workers=2, env=None):
+        self.dir = tempfile.mkdtemp(prefix="tusk-app-")
+        self.mark = os.path.join(self.dir, "mark.log")
+        self.unix = os.path.join(self.dir, "app.sock")
+        self.pidfile = os.path.join(self.dir, "app.pid")
+        self.log = os.path.join(self.dir, "stderr.log")
+        e = dict(os.environ, TUSK_TEST_MARK=self.mark, TUSK_TEST_UNIX=self.unix)
+        e.update(env or {})
+        self.env = e
+        self.script = script
+        self.proc = subprocess.Popen([TUSK_BIN, "run", script, "--workers", str(workers), "--pid-file",
+                                      self.pidfile] + list(args),
+                                     stdout=open(os.path.join(self.dir, "stdout.log"), "wb"),
+                                     stderr=open(self.log, "wb"), env=e)
+        self.ports = {}
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            for m in re.finditer(r"service \d+: (\w+)://127\.0\.0\.1:(\d+) (\w+)", self.text()):
+                self.ports[m.group(3)] = int(m.group(2))
+            if len(self.ports) >= 3 and self.marks("start") >= workers:
+                break
+            if self.proc.poll() is not None:
+                raise AssertionError("tusk run exited: " + self.text())
+            time.sleep(0.05)
+        else:
+            raise AssertionError("not started: " + self.text())
+
+    def text(self):
+        with open(self.log, errors="replace") as f:
+            return f.read()
+
+    def marks(self, what=None):
+        try:
+            with open(self.mark) as f:
+                lines = f.read().splitlines()
+        except FileNotFoundError:
+            return 0 if what else []
+        return sum(1 for x in lines if x.startswith(what + " ")) if what else lines
+
+    def ctl(self, action):
+        return subprocess.run([TUSK_BIN, "run", self.script, action, "--pid-file", self.pidfile],
+                              capture_output=True, text=True, timeout=30, env=self.env)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def app():
+    apps = []
+
+    def start(*a, **kw):
+        x = App(*a, **kw)
+        apps.append(x)
+        return x
+    yield start
+    for x in apps:
+        x.stop()
+        assert x.proc.returncode in (0, -signal.SIGKILL), x.text()
+
+
+class Line:
+    """A text:// client."""
+
+    def __init__(self, port, greet=True):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.f = self.s.makefile("rb")
+        self.greeting = self.read() if greet else None
+
+    def read(self):
+        line = self.f.readline()
+        assert line.endswith(b"\n"), "connection closed: %r" % line
+        return line[:-1].decode()
+
+    def ask(self, msg):
+        self.s.sendall(msg.encode() + b"\n")
+        return self.read()
+
+    def close(self):
+        self.s.close()
+
+
+def test_text_service_echo_ids_and_remote(app):
+    a = app()
+    c = Line(a.ports["text"])
+    assert re.fullmatch(r"hello \d+", c.greeting)
+    assert c.ask("abc") == "echo abc"
+    assert c.ask("id") == c.greeting.split()[1]
+    ip, port = c.ask("remote").split()
+    assert ip == "127.0.0.1" and int(port) == c.s.getsockname()[1]
+    # \r\n line ends are accepted; several messages in one packet are split.
+    c.s.sendall(b"one\r\ntwo\nthree\n")
+    assert [c.read(), c.read(), c.read()] == ["echo one", "echo two", "echo three"]
+    # A connection's messages go to one worker, in order.
+    pids = {c.ask("pid") for _ in range(20)}
+    assert len(pids) == 1
+    assert c.ask("close") == "bye"
+    assert c.f.read() == b""
+    c.close()
+    deadline = time.time() + 5
+    while a.marks("close") < 1 and time.time() < deadline:
+        time.sleep(0.05)
+    assert a.marks("close") == 1
+
+
+def test_connections_are_spread_over_workers(app):
+    a = app()
+    conns = [Line(a.ports["text"]) for _ in range(6)]
+    pids = {c.ask("pid") for c in conns}
+    assert len(pids) == 2, pids
+
+
+def frame(data):
+    return struct.pack(">I", len(data) + 4) + data
+
+
+def read_frame(s):
+    hdr = b""
+    while len(hdr) < 4:
+        b = s.recv(4 - len(hdr))
+        assert b, "closed"
+        hdr += b
+    n = struct.unpack(">I", hdr)[0] - 4
+    body = b""
+    while len(body) < n:
+        body += s.recv(n - len(body))
+    return body
+
+
+def test_frame_service_and_its_limits(app):
+    a = app()
+    s = socket.create_connection(("127.0.0.1", a.ports["frame"]), timeout=5)
+    s.sendall(frame(b"abc") + frame(b"line\nwith newline"))
+    assert read_frame(s) == b"echo abc"
+    assert read_frame(s) == b"echo line\nwith newline"
+    # One byte at a time still makes one message.
+    for b in frame(b"slow"):
+        s.sendall(bytes([b]))
+    assert read_frame(s) == b"echo slow"
+    s.close()
+    # Over maxPackageSize (1000): closed, onError told why.
+    s = socket.create_connection(("127.0.0.1", a.ports["frame"]), timeout=5)
+    s.sendall(frame(b"x" * 2000))
+    assert s.recv(100) == b""
+    s.close()
+    # A length below the header's own 4 bytes: closed.
+    s = socket.create_connection(("127.0.0.1", a.ports["frame"]), timeout=5)
+    s.sendall(b"\x00\x00\x00\x02")
+    assert s.recv(100) == b""
+    s.close()
+    deadline = time.time() + 5
+    while not any("message too big" in x for x in a.marks()) and time.time() < deadline:
+        time.sleep(0.05)
+    assert any("message too big" in x for x in a.marks()), a.marks()
+
+
+def test_text_line_over_the_limit_is_closed(app):
+    a = app()
+    c = Line(a.ports["text"])
+    c.s.sendall(b"y" * (1024 * 1024 + 10))
+    assert c.f.read() == b""
+
+
+def test_php_protocol_class(app):
+    a = app()
+    s = socket.create_connection(("127.0.0.1", a.ports["len"]), timeout=5)
+    s.sendall(b"3:abc5:he")
+    s.sendall(b"llo")
+    got = b""
+    while got.count(b":") < 2 or not got.endswith(b"echo hello"):
+        b = s.recv(100)
+        assert b, got
+        got += b
+    assert got == b"8:echo abc10:echo hello"
+    # input() says -1: closed.
+    s.sendall(b"garbage-without-colon")
+    assert s.recv(100) == b""
+
+
+def test_unix_socket_service(app):
+    a = app()
+    deadline = time.time() + 5
+    while not os.path.exists(a.unix) and time.time() < deadline:
+        time.sleep(0.05)
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(5)
+    s.connect(a.unix)
+    s.sendall(b"ping")
+    assert s.recv(100) == b"unix got ping"
+    s.close()
+
+
+def test_groups_uids_and_broadcast_across_workers(app):
+    a = app()
+    conns = [Line(a.ports["text"]) for _ in range(4)]
+    assert len({c.ask("pid") for c in conns}) == 2  # both workers involved
+    assert conns[0].ask("join room") == "joined room"
+    assert conns[1].ask("join room") == "joined room"
+    conns[3].s.sendall(b"group room hi\n")
+    assert conns[0].read() == "hi" and conns[1].read() == "hi"
+    assert conns[1].ask("leave room") == "left room"
+    conns[3].s.sendall(b"group room again\n")
+    assert conns[0].read() == "again"
+    # One user, two connections (on different workers).
+    assert conns[1].ask("bind u7") == "bound u7"
+    assert conns[2].ask("bind u7") == "bound u7"
+    conns[0].s.sendall(b"touid u7 for-you\n")
+    assert conns[1].read() == "for-you" and conns[2].read() == "for-you"
+    # Broadcast reaches every connection of every service, the sender too.
+    s = socket.create_connection(("127.0.0.1", a.ports["frame"]), timeout=5)
+    s.sendall(frame(b"id"))
+    read_frame(s)
+    conns[3].s.sendall(b"all everyone\n")
+    for c in conns:
+        assert c.read() == "everyone"
+    assert read_frame(s) == b"everyone"
+    # A service's broadcast stays in that service.
+    conns[0].s.sendall(b"service text-only\n")
+    for c in conns:
+        assert c.read() == "text-only"
+    s.settimeout(0.3)
+    with pytest.raises(socket.timeout):
+        s.recv(10)
+
+
+def test_timers_once_repeating_and_cancel(app):
+    a = app()
+    c = Line(a.ports["text"])
+    t0 = time.time()
+    assert c.ask("once 0.2") == "armed"
+    assert c.read() == "once fired"
+    took = time.time() - t0
+    assert 0.15 <= took < 2, took
+    c.s.sendall(b"every 0.05\n")
+    assert [c.read() for _ in range(3)] == ["tick 1", "tick 2", "tick 3"]
+    # Cancelled after the third: nothing more.
+    c.s.settimeout(0.4)
+    with pytest.raises(socket.timeout):
+        c.f.readline()
+
+
+def test_exception_in_a_callback_is_logged_and_the_worker_goes_on(app):
+    a = app()
+    c = Line(a.ports["text"])
+    pid = c.ask("pid")
+    c.s.sendall(b"throw\n")
+    assert c.ask("pid") == pid
+    deadline = time.time() + 5
+    while "thrown on purpose" not in a.text() and time.time() < deadline:
+        time.sleep(0.05)
+    assert "thrown on purpose" in a.text()
+
+
+def test_buffer_full_and_drain(app):
+    a = app()
+    c = Line(a.ports["text"])
+    c.s.sendall(b"flood 160\n")  # 10 MiB to a client that reads nothing yet
+    deadline = time.time() + 5
+    while a.marks("full") < 1 and time.time() < deadline:
+        time.sleep(0.05)
+    assert a.marks("full") == 1, a.marks()
+    got = 0
+    while got < 160 * 65537:
+        b = c.s.recv(1 << 20)
+        assert b
+        got += len(b)
+    assert got == 160 * 65537
+    deadline = time.time() + 5
+    while a.marks("drain") < 1 and time.time() < deadline:
+        time.sleep(0.05)
+    assert a.marks("drain") == 1
+
+
+def test_pause_and_resume_receiving(app):
+    a = app()
+    c = Line(a.ports["text"])
+    assert c.ask("pause 0.5") == "paused"
+    t0 = time.time()
+    assert c.ask("after") == "echo after"
+    assert time.time() - t0 >= 0.35
+
+
+def test_killed_worker_keeps_its_connections(app):
+    a = app()
+    c = Line(a.ports["text"])
+    other = Line(a.ports["text"])
+    pid = int(c.ask("pid"))
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        time.sleep(0.1)
+        if "killed by signal 9" in a.text():
+            break
+    # The same connection is served by another worker process.
+    new = int(c.ask("pid"))
+    assert new != pid
+    assert other.ask("abc") == "echo abc"
+    assert re.search(r"worker \d+ \(pid %d\) was killed by signal 9" % pid, a.text())
+    # And the server is back to two workers.
+    deadline = time.time() + 10
+    while a.marks("start") < 3 and time.time() < deadline:
+        time.sleep(0.05)
+    assert a.marks("start") == 3
+
+
+def test_reload_keeps_every_connection_open(app):
+    a = app()
+    conns = [Line(a.ports["text"]) for _ in range(4)]
+    old = {c.ask("pid") for c in conns}
+    out = a.ctl("reload")
+    assert out.returncode == 0, out.stderr
+    deadline = time.time() + 10
+    while a.marks("stop") < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    assert a.marks("stop") == 2, a.marks()  # the old workers ran onWorkerStop
+    new = {c.ask("pid") for c in conns}
+    assert not (new & old), (old, new)
+    assert all(c.ask("x") == "echo x" for c in conns)
+
+
+def test_status_and_stop_commands(app):
+    a = app()
+    c = Line(a.ports["text"])
+    out = a.ctl("status")
+    assert out.returncode == 0, out.stderr
+    assert "text://127.0.0.1:%d" % a.ports["text"] in out.stdout
+    assert "connections: 1" in out.stdout
+    assert out.stdout.count("ready") == 2, out.stdout
+    out = a.ctl("stop")
+    assert out.returncode == 0, out.stderr
+    assert a.proc.wait(10) == 0
+    assert a.marks("stop") == 2  # onWorkerStop ran in both workers
+    assert c.f.read() == b""
+    assert not os.path.exists(a.pidfile)
+    out = a.ctl("status")
+    assert out.returncode == 1 and "not running" in out.stderr
+
+
+def test_daemon_mode(tmp_path):
+    pidfile = str(tmp_path / "d.pid")
+    logf = str(tmp_path / "d.log")
+    env = dict(os.environ, TUSK_TEST_MARK=str(tmp_path / "mark"), TUSK_TEST_UNIX="")
+    out = subprocess.run([TUSK_BIN, "run", APP, "-D", "--workers", "1", "--pid-file", pidfile, "--log-file", logf],
+                         capture_output=True, text=True, timeout=20, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "started in the background" in out.stdout
+    try:
+        deadline = time.time() + 10
+        while not os.path.exists(pidfile) and time.time() < deadline:
+            time.sleep(0.05)
+        port = None
+        while port is None and time.time() < deadline:
+            m = re.search(r"text://127\.0\.0\.1:(\d+)", open(logf).read())
+            port = m and int(m.group(1))
+            time.sleep(0.05)
+        c = Line(port)
+        assert c.ask("q") == "echo q"
+    finally:
+        out = subprocess.run([TUSK_BIN, "run", APP, "stop", "--pid-file", pidfile], capture_output=True, text=True,
+                             timeout=30, env=env)
+    assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize("src,msg", [
+    ("<?php echo 'no services';", "declared no service"),
+    ("<?php new Tusk\\Worker('ftp://127.0.0.1:0'); Tusk\\Worker::runAll();", "unknown scheme 'ftp'"),
+    ("<?php new Tusk\\Worker('text://127.0.0.1'); Tusk\\Worker::runAll();", "HOST:PORT"),
+    ("<?php throw new Exception('boom');", "failed before declaring"),
+])
+def test_bad_apps_fail_with_a_clear_error(tmp_path, src, msg):
+    p = tmp_path / "bad.php"
+    p.write_text(src)
+    out = subprocess.run([TUSK_BIN, "run", str(p), "--workers", "1", "--pid-file", str(tmp_path / "p")],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 1
+    assert msg in out.stderr, out.stderr
+
+
+def test_missing_script_and_bad_action():
+    out = subprocess.run([TUSK_BIN, "run"], capture_output=True, text=True, timeout=10)
+    assert out.returncode == 2 and "needs the application script" in out.stderr
+    out = subprocess.run([TUSK_BIN, "run", "/nonexistent/app.php"], capture_output=True, text=True, timeout=10)
+    assert out.returncode == 2 and "cannot open the application script" in out.stderr
+    out = subprocess.run([TUSK_BIN, "run", APP, "restartx"], capture_output=True, text=True, timeout=10)
+    assert out.returncode == 2 and "one of start, stop, reload, status" in out.stderr
