@@ -4,7 +4,7 @@
 set -eu
 
 BUILD="build-essential cmake pkg-config libphp8.2-embed php8.2-dev php8.2-opcache
-libuv1-dev libnghttp2-dev libssl-dev libbrotli-dev zlib1g-dev libzstd-dev"
+libuv1-dev libnghttp2-dev libssl-dev libbrotli-dev zlib1g-dev libzstd-dev libwslay-dev"
 RUNTIME="php8.2-cli php8.2-sqlite3 php8.2-xml php8.2-mbstring php8.2-apcu php8.2-intl"
 TEST="python3 python3-pytest python3-requests curl dokuwiki adminer
 php-symfony-http-kernel php-symfony-http-foundation php-symfony-routing php-symfony-runtime

@@ -14,6 +14,7 @@
 #define TUSK_EPROTO (-11001)     /* malformed protocol input */
 #define TUSK_ELIMIT (-11002)     /* a configured limit was crossed */
 #define TUSK_ETLS (-11003)       /* TLS failure: garbage, plain HTTP, failed handshake, renegotiation */
+#define TUSK_ECLOSED (-11004)    /* the connection is closing: nothing more may be sent */
 #define TUSK_ENOMEM (-12)        /* -ENOMEM */
 
 #define TUSK_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
