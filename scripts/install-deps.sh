@@ -8,7 +8,7 @@ libuv1-dev libnghttp2-dev libssl-dev libbrotli-dev zlib1g-dev libzstd-dev libwsl
 RUNTIME="php8.2-cli php8.2-sqlite3 php8.2-xml php8.2-mbstring php8.2-apcu php8.2-intl"
 TEST="python3 python3-pytest python3-requests curl dokuwiki adminer
 php-symfony-http-kernel php-symfony-http-foundation php-symfony-routing php-symfony-runtime
-php-slim php-slim-psr7 php-nyholm-psr7 openssl nghttp2-client python3-h2 python3-httpx python3-brotli zstd"
+php-slim php-slim-psr7 php-nyholm-psr7 openssl nghttp2-client python3-h2 python3-httpx python3-brotli python3-websockets zstd"
 BENCH="wrk nginx-light php8.2-fpm nghttp2-client"
 
 want="$BUILD $RUNTIME $TEST"

@@ -79,6 +79,8 @@ static const key_t_ keys[] = {
      "'tusk cert' makes one for localhost"},
     {"tls-key", 0, K_LIST, OFF(tls_key), NULL, "the private key file for each --tls-cert, in the same order"},
     {"tls-listen", 0, K_STR, OFF(tls_listen), NULL, "HTTPS address, HOST:PORT (default: the --listen host, port 8443)"},
+    {"websocket-ping", 0, K_SECS, OFF(ws_ping), "30",
+     "tusk run: seconds of silence before a WebSocket client is pinged; no answer in as long again closes it (0: never)"},
     {"pid-file", 0, K_STR, OFF(pid_file), NULL,
      "tusk run: the master's pid file, used by stop/reload/status (default: /tmp/tusk-<app path>.pid)"},
     {"daemon", 'D', K_BOOL, OFF(daemon), "0", "tusk run: detach from the terminal (logs: --log-file)"},

@@ -24,6 +24,7 @@ typedef struct tusk_conf_s {
   char *app_action;       /* "start" (default), "stop", "reload" or "status" */
   char *pid_file;         /* tusk run: where the master's pid is kept */
   int daemon;             /* tusk run -D: detach from the terminal */
+  double ws_ping;         /* tusk run: WebSocket idle ping period, seconds (0: off) */
   char *log_file;         /* --log-file: the log (stderr) goes there */
   char *docroot;          /* absolute, resolved */
   char *listen;           /* "host:port" as given */

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -34,6 +35,8 @@
 #include "core/buf.h"
 #include "core/common.h"
 #include "core/log.h"
+#include "http/h1_parser.h"
+#include "http/ws.h"
 #include "net/framing.h"
 #include "net/server.h"
 #include "php/app.h"
@@ -51,6 +54,8 @@ typedef struct service_s {
   char listen[4096];
   char name[256];
   tusk_framing_t framing;
+  int websocket;      /* websocket://: HTTP/1.1 upgrade, then RFC 6455 messages */
+  uv_timer_t heartbeat; /* websocket: pings idle connections, closes dead ones */
   int php_protocol;
   size_t max_msg;
   int is_unix;
@@ -83,6 +88,12 @@ struct app_conn_s {
   tusk_buf_t in;
   char remote[80];
   int closing, paused, full;
+  tusk_ws_t *ws;     /* websocket, after the handshake */
+  int ws_open;       /* handshake done */
+  int opened;        /* the worker was told (OPEN): it is told of the close too */
+  int lingering;     /* websocket done: write side shut, input drained until EOF */
+  int ws_pinged;     /* a ping is unanswered */
+  uint64_t active_ms; /* last input */
   size_t queued; /* bytes in libuv's write queue */
   group_t **groups;
   size_t ngroups;
@@ -238,9 +249,10 @@ static void group_leave(app_conn_t *c, group_t *g) {
 
 static void on_flush(uv_check_t *h);
 
-static void worker_put(app_worker_t *w, uint8_t type, uint16_t svc, uint64_t id, const char *data, size_t len) {
+static void worker_put(app_worker_t *w, uint8_t type, uint8_t flags, uint16_t svc, uint64_t id, const char *data,
+                       size_t len) {
   if (!w || !w->pipe_open) return;
-  tusk_chan_frame_t f = {(uint32_t)(8 + len), type, 0, svc};
+  tusk_chan_frame_t f = {(uint32_t)(8 + len), type, flags, svc};
   tusk_buf_append(&w->out, &f, sizeof f);
   tusk_buf_append(&w->out, &id, 8);
   if (len) tusk_buf_append(&w->out, data, len);
@@ -328,13 +340,14 @@ static app_worker_t *conn_worker(app_conn_t *c) {
 
 static void conn_event(app_conn_t *c, uint8_t type, const char *data, size_t len) {
   app_worker_t *w = conn_worker(c);
-  if (w) worker_put(w, type, (uint16_t)c->svc->index, c->id, data, len);
+  if (w) worker_put(w, type, 0, (uint16_t)c->svc->index, c->id, data, len);
 }
 
 /* ---- connections -------------------------------------------------------------------- */
 
 static void on_conn_closed(uv_handle_t *h) {
   app_conn_t *c = h->data;
+  tusk_ws_destroy(c->ws);
   tusk_buf_dispose(&c->in);
   free(c->groups);
   free(c);
@@ -350,7 +363,7 @@ static void conn_close(app_conn_t *c) {
   else s->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   s->nconns--;
-  conn_event(c, TUSK_APP_EV_CLOSE, NULL, 0);
+  if (c->opened) conn_event(c, TUSK_APP_EV_CLOSE, NULL, 0);
   if (c->w) c->w->nconns--;
   uv_close((uv_handle_t *)&c->h.s, on_conn_closed);
 }
@@ -430,7 +443,17 @@ static void conn_write(app_conn_t *c, tusk_buf_t *b) {
   }
 }
 
+static void ws_flush(app_conn_t *c);
+
 static void conn_send(app_conn_t *c, const char *data, size_t len, int raw) {
+  if (c->svc->websocket) {
+    if (!c->ws) return;
+    /* Text unless it is not UTF-8 (then binary) or asked for binary. */
+    int op = raw == 2 ? TUSK_WS_BINARY : TUSK_WS_TEXT;
+    if (tusk_ws_send(c->ws, op, data, len) == -EINVAL && op == TUSK_WS_TEXT) tusk_ws_send(c->ws, TUSK_WS_BINARY, data, len);
+    ws_flush(c);
+    return;
+  }
   tusk_buf_t b;
   tusk_buf_init(&b);
   if (tusk_framing_encode(raw ? TUSK_FRAMING_RAW : c->svc->framing, data, len, &b) != 0) {
@@ -440,8 +463,16 @@ static void conn_send(app_conn_t *c, const char *data, size_t len, int raw) {
   conn_write(c, &b);
 }
 
+/* Reads land in one shared buffer; only a partial message is copied to
+ * the connection (c->in), so an idle connection holds no input buffer. */
+static char shared_in[64 * 1024];
+
 static void on_conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   app_conn_t *c = h->data;
+  if (c->in.len == 0) {
+    *buf = uv_buf_init(shared_in, sizeof shared_in);
+    return;
+  }
   if (tusk_buf_reserve(&c->in, 64 * 1024) != 0) {
     *buf = uv_buf_init(NULL, 0);
     return;
@@ -449,38 +480,261 @@ static void on_conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   *buf = uv_buf_init(c->in.data + c->in.len, (unsigned)(c->in.cap - c->in.len - 1));
 }
 
+/* ---- websocket ------------------------------------------------------------------------ */
+
+static void on_linger_shutdown(uv_shutdown_t *r, int status) {
+  app_conn_t *c = r->data;
+  free(r);
+  if (status < 0) conn_close(c);
+}
+
+/* Both closes exchanged, or the engine failed: send FIN after what is
+ * queued and read until the peer's FIN (dropping it), so that our close
+ * frame is not destroyed by a reset (the heartbeat bounds the wait). */
+static void on_shutdown_done(uv_shutdown_t *r, int status);
+
+static void ws_finish(app_conn_t *c) {
+  if (c->closing || c->lingering) return;
+  c->lingering = 1;
+  /* For PHP the connection is over now. */
+  if (c->opened) {
+    conn_event(c, TUSK_APP_EV_CLOSE, NULL, 0);
+    c->opened = 0;
+  }
+  /* A clean closing handshake leaves nothing to read: close after the
+   * write. Otherwise linger. */
+  int clean = tusk_ws_close_received(c->ws) != 0;
+  uv_shutdown_t *r = malloc(sizeof *r);
+  if (!r || (r->data = c, uv_shutdown(r, &c->h.s, clean ? on_shutdown_done : on_linger_shutdown)) != 0) {
+    free(r);
+    conn_close(c);
+  }
+}
+
+static void ws_flush(app_conn_t *c) {
+  if (!c->ws || c->closing) return;
+  if (tusk_ws_output_len(c->ws)) {
+    tusk_buf_t b;
+    tusk_buf_init(&b);
+    if (tusk_ws_output_take(c->ws, &b) == 0) conn_write(c, &b);
+    else tusk_buf_dispose(&b);
+  }
+  if (!c->closing && tusk_ws_done(c->ws)) ws_finish(c);
+}
+
+static void ws_on_message(void *ud, int opcode, const void *data, size_t len) {
+  app_conn_t *c = ud;
+  app_worker_t *w = conn_worker(c);
+  if (!w) return;
+  worker_put(w, TUSK_APP_EV_DATA, opcode == TUSK_WS_BINARY, (uint16_t)c->svc->index, c->id, data, len);
+}
+
+static void ws_on_pong(void *ud, const void *data, size_t len) { ((app_conn_t *)ud)->ws_pinged = 0; }
+
+static void ws_on_close(void *ud, int code, const char *reason, size_t len) {
+  /* Our echo is queued; ws_flush closes once it is written. */
+}
+
+static const tusk_ws_callbacks_t ws_callbacks = {ws_on_message, NULL, ws_on_pong, ws_on_close};
+
+static void ws_reject(app_conn_t *c, int status, const char *reason, const char *extra) {
+  tusk_buf_t b;
+  tusk_buf_init(&b);
+  tusk_buf_printf(&b, "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n%sConnection: close\r\n\r\n%s\n",
+                  status, reason, strlen(reason) + 1, extra ? extra : "", reason);
+  conn_write(c, &b);
+  TUSK_DEBUG("websocket handshake from %s refused: %d %s", c->remote, status, reason);
+  if (!c->closing) {
+    uv_read_stop(&c->h.s);
+    uv_shutdown_t *r = malloc(sizeof *r);
+    if (!r || (r->data = c, uv_shutdown(r, &c->h.s, on_shutdown_done)) != 0) {
+      free(r);
+      conn_close(c);
+    }
+  }
+}
+
+/* The HTTP/1.1 upgrade. Returns bytes consumed, 0 for more input, -1 when
+ * the connection was refused. */
+static int ws_handshake(app_conn_t *c, const char *in, size_t len) {
+  tusk_h1_header_t hv[64];
+  tusk_h1_request_t rq;
+  memset(&rq, 0, sizeof rq);
+  rq.headers = hv;
+  tusk_h1_limits_t lim = {16 * 1024, 8 * 1024, 64};
+  int n = tusk_h1_parse_request(in, len, &rq, &lim);
+  if (n == TUSK_AGAIN) return 0;
+  if (n < 0) {
+    ws_reject(c, tusk_h1_error_status(n), "bad request", NULL);
+    return -1;
+  }
+  const tusk_h1_header_t *up = tusk_h1_find_header(&rq, "upgrade");
+  const tusk_h1_header_t *key = tusk_h1_find_header(&rq, "sec-websocket-key");
+  const tusk_h1_header_t *ver = tusk_h1_find_header(&rq, "sec-websocket-version");
+  const tusk_h1_header_t *ext = tusk_h1_find_header(&rq, "sec-websocket-extensions");
+  if (rq.method_len != 3 || memcmp(rq.method, "GET", 3) != 0) {
+    ws_reject(c, 405, "a WebSocket handshake is a GET", "Allow: GET\r\n");
+    return -1;
+  }
+  if (!rq.upgrade || !up || up->value_len != 9 || strncasecmp(up->value, "websocket", 9) != 0) {
+    ws_reject(c, 426, "this address speaks WebSocket only", "Upgrade: websocket\r\n");
+    return -1;
+  }
+  if (!ver || tusk_ws_check_version(ver->value, ver->value_len) != 0) {
+    ws_reject(c, 426, "unsupported WebSocket version", "Sec-WebSocket-Version: 13\r\n");
+    return -1;
+  }
+  if (!key || tusk_ws_check_key(key->value, key->value_len) != 0) {
+    ws_reject(c, 400, "bad Sec-WebSocket-Key", NULL);
+    return -1;
+  }
+  char accept[TUSK_WS_ACCEPT_LEN + 1];
+  if (tusk_ws_accept_key(key->value, key->value_len, accept) != 0) {
+    conn_close(c);
+    return -1;
+  }
+  /* permessage-deflate without context takeover both ways: compression
+   * per message, and no zlib state kept by idle connections. */
+  tusk_ws_config_t cfg = {TUSK_WS_SERVER, c->svc->max_msg, {0, 1, 1, 15, 15}, 0, 0, 64};
+  char resp[TUSK_WS_EXT_MAX];
+  tusk_ws_deflate_t pref = {0, 1, 1, 15, 15};
+  int deflate = 0;
+  if (ext) {
+    /* Several Sec-WebSocket-Extensions lines count as one list. */
+    tusk_buf_t all;
+    tusk_buf_init(&all);
+    for (size_t i = 0; i < rq.num_headers; i++) {
+      if (hv[i].name_len == 24 && !strncasecmp(hv[i].name, "sec-websocket-extensions", 24)) {
+        if (all.len) tusk_buf_append(&all, ",", 1);
+        tusk_buf_append(&all, hv[i].value, hv[i].value_len);
+      }
+    }
+    deflate = tusk_ws_deflate_negotiate(all.data, all.len, &pref, &cfg.deflate, resp, sizeof resp) == 1;
+    tusk_buf_dispose(&all);
+  }
+  if (!deflate) cfg.deflate.enabled = 0;
+  c->ws = tusk_ws_create(&cfg, &ws_callbacks, c);
+  if (!c->ws) {
+    conn_close(c);
+    return -1;
+  }
+  tusk_buf_t b;
+  tusk_buf_init(&b);
+  tusk_buf_printf(&b,
+                  "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  "Sec-WebSocket-Accept: %s\r\n%s%s%sServer: tusk\r\n\r\n",
+                  accept, deflate ? "Sec-WebSocket-Extensions: " : "", deflate ? resp : "", deflate ? "\r\n" : "");
+  conn_write(c, &b);
+  c->ws_open = 1;
+  /* onConnect gets the address, then the handshake's head (Workerman's
+   * onWebSocketConnect $httpHeader). */
+  tusk_buf_t ev;
+  tusk_buf_init(&ev);
+  tusk_buf_printf(&ev, "%s\n", c->remote);
+  tusk_buf_append(&ev, in, (size_t)n);
+  conn_event(c, TUSK_APP_EV_OPEN, ev.data, ev.len);
+  c->opened = 1;
+  tusk_buf_dispose(&ev);
+  return n;
+}
+
+static void on_heartbeat(uv_timer_t *t) {
+  service_t *s = t->data;
+  uint64_t now = uv_now(A.loop), idle = (uint64_t)A.conf->ws_ping * 1000;
+  for (app_conn_t *c = s->conns, *next; c; c = next) {
+    next = c->next;
+    if (!c->ws || c->closing || now - c->active_ms < idle) continue;
+    if (c->lingering) {
+      conn_close(c);
+      continue;
+    }
+    if (c->ws_pinged) {
+      /* No pong and nothing else for two periods: gone. */
+      TUSK_DEBUG("websocket %llu (%s): no answer to a ping: closing", (unsigned long long)c->id, c->remote);
+      tusk_ws_close(c->ws, TUSK_WS_GOING_AWAY, "ping timeout", 12);
+      ws_flush(c);
+      if (!c->closing) conn_close(c);
+      continue;
+    }
+    c->ws_pinged = 1;
+    c->active_ms = now;
+    tusk_ws_ping(c->ws, "", 0);
+    ws_flush(c);
+  }
+}
+
+static void conn_input(app_conn_t *c, const char *in, size_t len, size_t *used);
+
 static void on_conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
   app_conn_t *c = s->data;
   if (nread < 0) {
     conn_close(c);
     return;
   }
+  if (nread == 0) return;
+  if (c->lingering) {
+    if (b->base != shared_in) tusk_buf_reset(&c->in);
+    return;
+  }
+  c->active_ms = uv_now(A.loop);
+  c->ws_pinged = 0;
+  if (b->base == shared_in) {
+    size_t used = 0;
+    conn_input(c, shared_in, (size_t)nread, &used);
+    if (!c->closing && used < (size_t)nread) tusk_buf_append(&c->in, shared_in + used, (size_t)nread - used);
+    return;
+  }
   c->in.len += (size_t)nread;
+  size_t used = 0;
+  conn_input(c, c->in.data, c->in.len, &used);
+  if (c->closing) return;
+  tusk_buf_consume(&c->in, used);
+  if (c->in.len == 0) tusk_buf_dispose(&c->in);
+}
+
+/* Frames the bytes in[0..len) into events; *used: what was consumed. */
+static void conn_input(app_conn_t *c, const char *in, size_t len, size_t *used) {
   size_t off = 0;
+  if (c->svc->websocket) {
+    if (!c->ws_open) {
+      int n = ws_handshake(c, in, len);
+      if (n <= 0) {
+        if (n == 0 && len > 16 * 1024) ws_reject(c, 431, "request head too large", NULL);
+        *used = n == 0 ? 0 : len;
+        return;
+      }
+      off = (size_t)n;
+    }
+    if (off < len) {
+      int rc = tusk_ws_feed(c->ws, in + off, len - off);
+      if (rc != 0) {
+        const char *why = rc == TUSK_ELIMIT ? "message too big" : "protocol error";
+        TUSK_DEBUG("websocket %llu (%s): %s", (unsigned long long)c->id, c->remote, why);
+        conn_event(c, TUSK_APP_EV_ERROR, why, strlen(why));
+      }
+    }
+    *used = len;
+    ws_flush(c);
+    return;
+  }
   tusk_framing_t fr = c->svc->php_protocol ? TUSK_FRAMING_RAW : c->svc->framing;
-  while (off < c->in.len && !c->closing) {
+  while (off < len && !c->closing) {
     const char *msg;
     size_t ml;
-    int n = tusk_framing_next(fr, c->in.data + off, c->in.len - off, c->svc->max_msg, &msg, &ml);
+    int n = tusk_framing_next(fr, in + off, len - off, c->svc->max_msg, &msg, &ml);
     if (n == TUSK_AGAIN) break;
     if (n < 0) {
       const char *why = n == TUSK_ELIMIT ? "message too big" : "malformed frame";
       TUSK_DEBUG("connection %llu (%s): %s: closing", (unsigned long long)c->id, c->remote, why);
       conn_event(c, TUSK_APP_EV_ERROR, why, strlen(why));
       conn_close(c);
+      *used = len;
       return;
     }
     conn_event(c, TUSK_APP_EV_DATA, msg, ml);
     off += (size_t)n;
   }
-  tusk_buf_consume(&c->in, off);
-  if (c->in.cap > 256 * 1024 && c->in.len < 4096) {
-    tusk_buf_t nb;
-    tusk_buf_init(&nb);
-    tusk_buf_append(&nb, c->in.data, c->in.len);
-    tusk_buf_dispose(&c->in);
-    c->in = nb;
-  }
+  *used = off;
 }
 
 static void on_accept(uv_stream_t *server, int status) {
@@ -527,7 +781,11 @@ static void on_accept(uv_stream_t *server, int status) {
     }
     snprintf(c->remote, sizeof c->remote, strchr(ip, ':') ? "[%s]:%d" : "%s:%d", ip, port);
   }
-  conn_event(c, TUSK_APP_EV_OPEN, c->remote, strlen(c->remote));
+  c->active_ms = uv_now(A.loop);
+  if (!s->websocket) {
+    conn_event(c, TUSK_APP_EV_OPEN, c->remote, strlen(c->remote));
+    c->opened = 1;
+  }
   uv_read_start(&c->h.s, on_conn_alloc, on_conn_read);
 }
 
@@ -574,7 +832,7 @@ static void on_command(app_worker_t *w, const tusk_chan_frame_t *f, const char *
           for (app_worker_t *x = A.workers; x; x = x->next) {
             if (x->generation != A.generation && !x->stopping && x->pipe_open) {
               x->stopping = 1;
-              worker_put(x, TUSK_APP_EV_STOP, 0, 0, NULL, 0);
+              worker_put(x, TUSK_APP_EV_STOP, 0, 0, 0, NULL, 0);
             }
           }
         }
@@ -609,13 +867,21 @@ static void on_command(app_worker_t *w, const tusk_chan_frame_t *f, const char *
   if (!(c = table_find(id)) || c->closing) return; /* closed meanwhile */
   switch (f->type) {
     case TUSK_APP_CMD_SEND:
-    case TUSK_APP_CMD_SEND_BIN:
       conn_send(c, data, len, 0);
+      break;
+    case TUSK_APP_CMD_SEND_BIN:
+      conn_send(c, data, len, 2);
       break;
     case TUSK_APP_CMD_SEND_RAW:
       conn_send(c, data, len, 1);
       break;
     case TUSK_APP_CMD_CLOSE: {
+      if (c->ws) {
+        /* The closing handshake: our close, then theirs (or a timeout). */
+        tusk_ws_close(c->ws, TUSK_WS_NORMAL, "", 0);
+        ws_flush(c);
+        break;
+      }
       /* After what is queued: shut down the write side, then close. */
       uv_read_stop(&c->h.s);
       uv_shutdown_t *r = malloc(sizeof *r);
@@ -863,7 +1129,7 @@ static void begin_stop(void) {
   }
   for (app_worker_t *w = A.workers; w; w = w->next) {
     w->stopping = 1;
-    worker_put(w, TUSK_APP_EV_STOP, 0, 0, NULL, 0);
+    worker_put(w, TUSK_APP_EV_STOP, 0, 0, 0, NULL, 0);
   }
   uv_timer_init(A.loop, &A.stop_timer);
   uv_timer_start(&A.stop_timer, on_stop_timeout, 10000, 0);
@@ -986,12 +1252,13 @@ static int listen_service(service_t *s, char *err, size_t errlen) {
   if (sl == 3 && !strncmp(a, "tcp", 3)) s->framing = TUSK_FRAMING_RAW;
   else if (sl == 4 && !strncmp(a, "text", 4)) s->framing = TUSK_FRAMING_TEXT;
   else if (sl == 5 && !strncmp(a, "frame", 5)) s->framing = TUSK_FRAMING_FRAME;
+  else if (sl == 9 && !strncmp(a, "websocket", 9)) s->websocket = 1;
   else if (sl == 4 && !strncmp(a, "unix", 4)) {
     s->framing = TUSK_FRAMING_RAW;
     s->is_unix = 1;
   } else {
     snprintf(err, errlen,
-             "service '%s': unknown scheme '%.*s' (tcp, text, frame and unix are served; websocket, udp "
+             "service '%s': unknown scheme '%.*s' (tcp, text, frame, websocket and unix are served; udp "
              "and http are not yet)",
              a, (int)sl, a);
     return -1;
@@ -1052,6 +1319,13 @@ static int listen_service(service_t *s, char *err, size_t errlen) {
     return -1;
   }
   s->listening = 1;
+  if (s->websocket && A.conf->ws_ping > 0) {
+    uv_timer_init(A.loop, &s->heartbeat);
+    s->heartbeat.data = s;
+    uint64_t ms = (uint64_t)(A.conf->ws_ping * 1000);
+    uv_timer_start(&s->heartbeat, on_heartbeat, ms, ms);
+    uv_unref((uv_handle_t *)&s->heartbeat);
+  }
   return 0;
 }
 

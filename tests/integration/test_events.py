@@ -411,3 +411,256 @@ def test_missing_script_and_bad_action():
     assert out.returncode == 2 and "cannot open the application script" in out.stderr
     out = subprocess.run([TUSK_BIN, "run", APP, "restartx"], capture_output=True, text=True, timeout=10)
     assert out.returncode == 2 and "one of start, stop, reload, status" in out.stderr
+
+
+# --------------------------------------------------------------------------- websocket://
+
+import asyncio
+import base64
+import hashlib
+import zlib
+
+import websockets
+
+
+class WS:
+    """A raw RFC 6455 client (frames we control)."""
+
+    def __init__(self, port, path="/chat?room=1", extra=b"", expect=101):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.key = base64.b64encode(os.urandom(16))
+        self.s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                       b"Sec-WebSocket-Key: " + self.key + b"\r\nSec-WebSocket-Version: 13\r\n" + extra + b"\r\n")
+        self.buf = b""
+        while b"\r\n\r\n" not in self.buf:
+            b = self.s.recv(4096)
+            assert b, self.buf
+            self.buf += b
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        self.head = head.decode()
+        self.status = int(self.head.split()[1])
+        assert self.status == expect, self.head
+        if expect == 101:
+            acc = base64.b64encode(hashlib.sha1(self.key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()).decode()
+            assert "Sec-WebSocket-Accept: " + acc in self.head
+
+    def send(self, payload, op=1, fin=True, rsv=0, mask=True):
+        if isinstance(payload, str):
+            payload = payload.encode()
+        b0 = (0x80 if fin else 0) | rsv | op
+        n = len(payload)
+        hdr = bytes([b0])
+        m = 0x80 if mask else 0
+        if n < 126:
+            hdr += bytes([m | n])
+        elif n < 65536:
+            hdr += bytes([m | 126]) + struct.pack(">H", n)
+        else:
+            hdr += bytes([m | 127]) + struct.pack(">Q", n)
+        if mask:
+            k = os.urandom(4)
+            payload = bytes(x ^ k[i % 4] for i, x in enumerate(payload))
+            hdr += k
+        self.s.sendall(hdr + payload)
+
+    def _need(self, n):
+        while len(self.buf) < n:
+            b = self.s.recv(65536)
+            if not b:
+                raise EOFError("closed")
+            self.buf += b
+
+    def frame(self):
+        self._need(2)
+        b0, b1 = self.buf[0], self.buf[1]
+        n, at = b1 & 0x7F, 2
+        if n == 126:
+            self._need(4)
+            n, at = struct.unpack(">H", self.buf[2:4])[0], 4
+        elif n == 127:
+            self._need(10)
+            n, at = struct.unpack(">Q", self.buf[2:10])[0], 10
+        assert not (b1 & 0x80), "server frames are not masked"
+        self._need(at + n)
+        payload, self.buf = self.buf[at:at + n], self.buf[at + n:]
+        return b0 & 0x0F, payload, b0 & 0x70
+
+    def recv(self):
+        op, p, _ = self.frame()
+        return p.decode() if op == 1 else p
+
+    def close_code(self):
+        op, p, _ = self.frame()
+        assert op == 8, (op, p)
+        return struct.unpack(">H", p[:2])[0] if len(p) >= 2 else 1005
+
+
+def test_websocket_handshake_messages_and_close(app):
+    a = app()
+    c = WS(a.ports["ws"])
+    hello = c.recv()
+    assert re.fullmatch(r"welcome \d+ /chat\?room=1", hello), hello
+    c.send("hello")
+    assert c.recv() == "echo hello"
+    # Fragmented text, with a ping between the fragments.
+    c.send("frag", op=1, fin=False)
+    c.send(b"", op=9)
+    c.send("mented", op=0, fin=True)
+    op, p, _ = c.frame()
+    assert op == 10  # pong first
+    assert c.recv() == "echo fragmented"
+    # UTF-8 both ways; a binary message from PHP.
+    c.send("héllo €")
+    assert c.recv() == "echo héllo €"
+    c.send("binary")
+    op, p, _ = c.frame()
+    assert op == 2 and p == b"\x00\x01\xff"
+    # Groups reach WebSocket clients like the others.
+    other = Line(a.ports["text"])
+    assert c.recv() if False else True
+    c.send("join wsroom")
+    assert c.recv() == "joined wsroom"
+    other.s.sendall(b"group wsroom from-text\n")
+    assert c.recv() == "from-text"
+    # The close handshake, initiated by the client.
+    c.send(struct.pack(">H", 1000) + b"bye", op=8)
+    assert c.close_code() == 1000
+    assert c.s.recv(10) == b""
+    deadline = time.time() + 5
+    while a.marks("wsclose") < 1 and time.time() < deadline:
+        time.sleep(0.05)
+    assert a.marks("wsclose") == 1
+
+
+def test_websocket_server_close_and_large_messages(app):
+    a = app()
+    c = WS(a.ports["ws"])
+    c.recv()
+    c.send("big")
+    assert c.recv() == "z" * 200000
+    c.send("x" * 60000)
+    assert c.recv() == "echo " + "x" * 60000
+    c.send("close")
+    assert c.recv() == "bye"
+    assert c.close_code() == 1000
+    c.send(struct.pack(">H", 1000), op=8)
+    assert c.s.recv(10) == b""
+
+
+@pytest.mark.parametrize("name,frames,code", [
+    ("unmasked", [dict(payload="x", mask=False)], 1002),
+    ("reserved bit", [dict(payload="x", rsv=0x20)], 1002),
+    ("bad opcode", [dict(payload="x", op=3)], 1002),
+    ("continuation first", [dict(payload="x", op=0)], 1002),
+    ("fragmented ping", [dict(payload="x", op=9, fin=False)], 1002),
+    ("invalid utf-8", [dict(payload=b"\xc3\x28")], 1007),
+    ("overlong utf-8", [dict(payload=b"\xc0\xaf")], 1007),
+    ("too big", [dict(payload="y" * 70000)], 1009),
+    ("bad close code", [dict(payload=struct.pack(">H", 999), op=8)], 1002),
+])
+def test_websocket_bad_frames_get_the_right_close_code(app, name, frames, code):
+    a = app()
+    c = WS(a.ports["ws"])
+    c.recv()
+    for f in frames:
+        c.send(**f)
+    assert c.close_code() == code, name
+    c.s.settimeout(5)
+    rest = b""
+    while True:
+        b = c.s.recv(100)
+        if not b:
+            break
+        rest += b
+    # The server stays healthy.
+    d = WS(a.ports["ws"])
+    d.recv()
+    d.send("ok")
+    assert d.recv() == "echo ok"
+
+
+@pytest.mark.parametrize("req,status", [
+    (b"POST / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", 405),
+    (b"GET / HTTP/1.1\r\nHost: t\r\n\r\n", 426),
+    (b"GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n", 426),
+    (b"GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+     b"Sec-WebSocket-Key: short\r\nSec-WebSocket-Version: 13\r\n\r\n", 400),
+    (b"GARBAGE\r\n\r\n", 400),
+])
+def test_websocket_bad_handshakes_are_refused(app, req, status):
+    a = app()
+    s = socket.create_connection(("127.0.0.1", a.ports["ws"]), timeout=5)
+    s.sendall(req)
+    data = b""
+    while True:
+        b = s.recv(4096)
+        if not b:
+            break
+        data += b
+    assert data.startswith(b"HTTP/1.1 %d " % status), data[:200]
+    assert a.marks("wsclose") == 0
+
+
+def test_websocket_permessage_deflate_with_a_real_client(app):
+    a = app()
+
+    async def go():
+        uri = "ws://127.0.0.1:%d/deflate" % a.ports["ws"]
+        async with websockets.connect(uri, compression="deflate") as ws:
+            ext = ws.response_headers.get("Sec-WebSocket-Extensions", "")
+            assert "permessage-deflate" in ext and "server_no_context_takeover" in ext, ext
+            assert (await ws.recv()).startswith("welcome ")
+            msg = "compress me " * 500
+            await ws.send(msg)
+            assert await ws.recv() == "echo " + msg
+            await ws.send("big")
+            assert await ws.recv() == "z" * 200000
+    asyncio.run(go())
+
+
+def test_websocket_compressed_frames_on_the_wire(app):
+    a = app()
+    c = WS(a.ports["ws"], extra=b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n")
+    assert "permessage-deflate" in c.head
+    c.recv()
+    co = zlib.compressobj(wbits=-15)
+    data = co.compress(b"A" * 1000) + co.flush(zlib.Z_SYNC_FLUSH)
+    assert data.endswith(b"\x00\x00\xff\xff")
+    c.send(data[:-4], rsv=0x40)  # RSV1: compressed
+    op, p, rsv = c.frame()
+    assert op == 1 and rsv == 0x40, (op, rsv)
+    assert zlib.decompressobj(wbits=-15).decompress(p + b"\x00\x00\xff\xff") == b"echo " + b"A" * 1000
+
+
+def test_websocket_connections_survive_a_reload(app):
+    a = app()
+    c = WS(a.ports["ws"])
+    c.recv()
+    c.send("pid")
+    old = c.recv()
+    assert a.ctl("reload").returncode == 0
+    deadline = time.time() + 10
+    while a.marks("stop") < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    c.send("pid")
+    assert c.recv() != old
+    c.send("still")
+    assert c.recv() == "echo still"
+
+
+def test_websocket_idle_ping_and_dead_peer(app):
+    a = app(args=["--websocket-ping", "0.3"])
+    c = WS(a.ports["ws"])
+    c.recv()
+    # Silent: pinged after 0.3 s; answering keeps the connection.
+    op, p, _ = c.frame()
+    assert op == 9
+    c.send(p, op=10)
+    c.send("alive")
+    assert c.recv() == "echo alive"
+    # Not answering: closed with 1001 after about two periods.
+    op, p, _ = c.frame()
+    assert op == 9
+    assert c.close_code() == 1001

@@ -33,6 +33,8 @@ class Worker
     public $onError = null;
     public $onBufferFull = null;
     public $onBufferDrain = null;
+    /** websocket://: called after the handshake, before onConnect, with the request head. */
+    public $onWebSocketConnect = null;
     /** Largest message for text://, frame:// and websocket:// (bytes); bigger ones close the connection. */
     public int $maxPackageSize = 1048576;
     public int $index;
@@ -278,8 +280,23 @@ final class Loop
                         }
                         break;
                     case self::EV_OPEN:
+                        // websocket: "address\nrequest head"
+                        $head = '';
+                        if (($nl = strpos($data, "\n")) !== false) {
+                            $head = substr($data, $nl + 1);
+                            $data = substr($data, 0, $nl);
+                        }
                         $c = self::conn($cid, $svc, $data);
-                        if ($c !== null && $c->worker->onConnect) {
+                        if ($c === null) {
+                            break;
+                        }
+                        if ($head !== '') {
+                            $c->httpHeader = $head;
+                            if ($c->worker->onWebSocketConnect) {
+                                self::call($c->worker->onWebSocketConnect, [$c, $head]);
+                            }
+                        }
+                        if ($c->worker->onConnect) {
                             self::call($c->worker->onConnect, [$c]);
                         }
                         break;

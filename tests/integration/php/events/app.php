@@ -84,4 +84,26 @@ if ($path = getenv('TUSK_TEST_UNIX')) {
     $unix->onMessage = fn(Connection $c, string $d) => $c->send('unix got ' . $d);
 }
 
+$ws = new Worker('websocket://127.0.0.1:0');
+$ws->name = 'ws';
+$ws->maxPackageSize = 65536;
+$ws->onWebSocketConnect = function (Connection $c, string $head) {
+    $c->path = explode(' ', $head)[1] ?? '';
+};
+$ws->onConnect = fn(Connection $c) => $c->send('welcome ' . $c->id . ' ' . $c->path);
+$ws->onMessage = function (Connection $c, string $data) use ($handler) {
+    if ($data === 'binary') {
+        $c->websocketType = Connection::BINARY;
+        $c->send("\x00\x01\xff");
+        $c->websocketType = 0;
+        return;
+    }
+    if ($data === 'big') {
+        $c->send(str_repeat('z', 200000));
+        return;
+    }
+    $handler($c, $data);
+};
+$ws->onClose = function (Connection $c) use ($mark) { file_put_contents($mark, "wsclose {$c->id}\n", FILE_APPEND); };
+
 Worker::runAll();
