@@ -23,6 +23,7 @@ typedef struct tusk_conf_s {
   char *app_script;       /* tusk run: absolute path of the application script */
   char *app_action;       /* "start" (default), "stop", "reload" or "status" */
   char *pid_file;         /* tusk run: where the master's pid is kept */
+  char *app_socket;       /* tusk run: the control socket's path */
   int daemon;             /* tusk run -D: detach from the terminal */
   double ws_ping;         /* tusk run: WebSocket idle ping period, seconds (0: off) */
   char *log_file;         /* --log-file: the log (stderr) goes there */

@@ -107,6 +107,21 @@ static void arm(tusk_h1_conn_t *c, double secs) {
   uv_timer_start(&c->timer, on_timer, (uint64_t)(secs * 1000.0), 0);
 }
 
+/* One line a second at most: an overload must not also flood the log. */
+void tusk__http_warn_queue_full(tusk_http_ctx_t *ctx, const char *what) {
+  static uint64_t last;
+  static unsigned quiet;
+  uint64_t now = uv_now(ctx->loop);
+  if (last && now - last < 1000) {
+    quiet++;
+    return;
+  }
+  if (quiet) TUSK_WARN("all PHP workers are busy and the queue is full: 503 for %s (and %u more 503s in the last second(s))", what, quiet);
+  else TUSK_WARN("all PHP workers are busy and the queue is full: 503 for %s", what);
+  last = now;
+  quiet = 0;
+}
+
 /* ---- writing --------------------------------------------------------------- */
 
 static void after_writes(tusk_h1_conn_t *c);
@@ -627,7 +642,7 @@ static void dispatch(tusk_h1_conn_t *c) {
     case TUSK_ACT_PHP:
       c->state = ST_PHP;
       if (c->ctx->php_submit(&c->job) != 0) {
-        TUSK_WARN("all PHP workers are busy and the queue is full: 503 for %s", c->job.what);
+        tusk__http_warn_queue_full(c->ctx, c->job.what);
         c->state = ST_WRITE;
         respond_simple(c, 503, "Retry-After: 1\r\n", 0);
       }

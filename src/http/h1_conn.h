@@ -118,6 +118,8 @@ void tusk_h1_conn_free_unstarted(tusk_h1_conn_t *c);
 /* For protocol modules (http/h2_conn.c) running on a connection. */
 /* Writes b (taking its storage), encrypted when the connection is TLS. */
 void tusk__conn_write(tusk_h1_conn_t *c, tusk_buf_t *b);
+/* Logs a 503 for a full queue, at most once a second (with a count). */
+void tusk__http_warn_queue_full(tusk_http_ctx_t *ctx, const char *what);
 /* Closes the connection once everything written so far is sent. */
 void tusk__conn_close_after_writes(tusk_h1_conn_t *c);
 /* TLS facts for $_SERVER (all NULL on plain connections). */

@@ -477,7 +477,7 @@ static void dispatch(h2_stream_t *s) {
       break;
     case TUSK_ACT_PHP:
       if (h->ctx->php_submit(&s->job) != 0) {
-        TUSK_WARN("all PHP workers are busy and the queue is full: 503 for %s", s->job.what);
+        tusk__http_warn_queue_full(h->ctx, s->job.what);
         static const char ra[] = "Retry-After: 1\r\n";
         respond_simple(s, 503, ra, sizeof ra - 1);
       }

@@ -263,7 +263,7 @@ static int ticket_cb(SSL *ssl, unsigned char *key_name, unsigned char *iv, EVP_C
       if (set_mac_key(hctx, &k) != 1 || EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k.aes, iv) != 1)
         rc = -1;
       else
-        rc = back == 0 ? 1 : 2; /* 2: valid, but issue a fresh ticket */
+        rc = 2; /* valid; and issue a fresh ticket: a client uses each one once (RFC 8446 C.4) */
       break;
     }
   }

@@ -4,6 +4,9 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -138,22 +141,64 @@ PHP_FUNCTION(tusk_app_cmd) {
   Z_PARAM_LONG(id)
   Z_PARAM_STR(data)
   ZEND_PARSE_PARAMETERS_END();
-  if (type < TUSK_APP_CMD_SEND || type > TUSK_APP_CMD_SEND_BIN || A.fd < 0) return;
+  if (type < TUSK_APP_CMD_SEND || type > TUSK_APP_CMD_SENDTO || A.fd < 0) return;
   put((uint8_t)type, 0, (uint64_t)id, ZSTR_VAL(data), ZSTR_LEN(data));
 }
 
 ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_app_wait, 0, 1, IS_ARRAY, 1)
 ZEND_ARG_TYPE_INFO(0, timeout_ms, IS_LONG, 0)
+ZEND_ARG_TYPE_INFO_WITH_DEFAULT_VALUE(0, read, IS_ARRAY, 0, "[]")
+ZEND_ARG_TYPE_INFO_WITH_DEFAULT_VALUE(0, write, IS_ARRAY, 0, "[]")
 ZEND_END_ARG_INFO()
+
+#define MAX_WATCH 1024
+
+/* The descriptors of the PHP streams in arr (async clients) into pf from
+ * *n on; keys[] gets each one's array key. */
+static void watch_streams(zval *arr, short events, struct pollfd *pf, zend_long *keys, char *pre, int *n) {
+  if (!arr) return;
+  zend_ulong idx;
+  zval *zv;
+  ZEND_HASH_FOREACH_NUM_KEY_VAL(Z_ARRVAL_P(arr), idx, zv) {
+    if (*n >= MAX_WATCH) break;
+    php_stream *stream = NULL;
+    if (Z_TYPE_P(zv) == IS_RESOURCE) php_stream_from_zval_no_verify(stream, zv);
+    if (!stream) continue;
+    int fd = -1;
+    if (php_stream_cast(stream, PHP_STREAM_AS_FD_FOR_SELECT | PHP_STREAM_CAST_INTERNAL, (void **)&fd, 1) != SUCCESS ||
+        fd < 0)
+      continue;
+    /* Bytes PHP already buffered count as readable. */
+    pf[*n] = (struct pollfd){fd, events, 0};
+    pre[*n] = (events & POLLIN) && stream->writepos > stream->readpos;
+    keys[*n] = (zend_long)idx;
+    (*n)++;
+  }
+  ZEND_HASH_FOREACH_END();
+}
 
 /* Sends what is queued, then waits up to timeout_ms (-1: no limit) for
  * events; returns them as [type, id, service, data] lists (maybe none), or
  * null when the worker must stop. */
 PHP_FUNCTION(tusk_app_wait) {
   zend_long timeout;
-  ZEND_PARSE_PARAMETERS_START(1, 1)
+  zval *rd = NULL, *wr = NULL;
+  ZEND_PARSE_PARAMETERS_START(1, 3)
   Z_PARAM_LONG(timeout)
+  Z_PARAM_OPTIONAL
+  Z_PARAM_ARRAY(rd)
+  Z_PARAM_ARRAY(wr)
   ZEND_PARSE_PARAMETERS_END();
+  static struct pollfd pf[1 + 2 * MAX_WATCH];
+  static zend_long keys[1 + 2 * MAX_WATCH];
+  static char pre[1 + 2 * MAX_WATCH];
+  int nw = 1, nr_end;
+  watch_streams(rd, POLLIN, pf, keys, pre, &nw);
+  nr_end = nw;
+  watch_streams(wr, POLLOUT, pf, keys, pre, &nw);
+  for (int i = 1; i < nw; i++) {
+    if (pre[i]) timeout = 0;
+  }
   output_flush();
   out_flush();
   if (A.stop || A.fd < 0) RETURN_NULL();
@@ -189,10 +234,29 @@ PHP_FUNCTION(tusk_app_wait) {
     }
     tusk_buf_consume(&A.in, off);
     if (got || A.stop || waited) break;
-    struct pollfd pf = {A.fd, POLLIN, 0};
-    int pr = poll(&pf, 1, timeout < 0 ? -1 : (int)TUSK_MIN(timeout, INT32_MAX));
+    pf[0] = (struct pollfd){A.fd, POLLIN, 0};
+    int pr = poll(pf, (nfds_t)nw, timeout < 0 ? -1 : (int)TUSK_MIN(timeout, INT32_MAX));
     if (pr < 0 && errno == EINTR) continue;
-    if (pr <= 0) break; /* timed out: the timers are due */
+    if (pr < 0) break;
+    /* Async client streams: [30 readable | 31 writable, key, 0, ""]. */
+    for (int i = 1; i < nw; i++) {
+      if (pr > 0 && pre[i]) pf[i].revents |= POLLIN;
+      if (pr >= 0 && pre[i] && !pf[i].revents) pf[i].revents = POLLIN;
+      if (!pf[i].revents) continue;
+      zval ev;
+      array_init_size(&ev, 4);
+      add_next_index_long(&ev, i < nr_end ? 30 : 31);
+      add_next_index_long(&ev, keys[i]);
+      add_next_index_long(&ev, 0);
+      add_next_index_stringl(&ev, "", 0);
+      add_next_index_zval(return_value, &ev);
+      got++;
+    }
+    nw = 1; /* the streams are reported once per call */
+    if (pr == 0 || !(pf[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+      if (got || pr == 0) break; /* streams are ready, or the timers are due */
+      continue;
+    }
     if (tusk_buf_reserve(&A.in, 256 * 1024) != 0) break;
     ssize_t r = read(A.fd, A.in.data + A.in.len, A.in.cap - A.in.len);
     if (r == 0 || (r < 0 && errno != EINTR && errno != EAGAIN)) {
@@ -210,7 +274,112 @@ PHP_FUNCTION(tusk_app_wait) {
   }
 }
 
+/* ---- pushing from any PHP process ------------------------------------------------- */
+
+static int push_fd = -1;
+static char push_path[108];
+
+/* Sends one command frame: on this process's channel inside `tusk run`,
+ * else to the control socket of the `tusk run` at path (or
+ * $TUSK_APP_SOCKET). Returns 0 or -1 (with a PHP warning). */
+static int push(uint8_t type, const char *path, const char *data, size_t len) {
+  if (A.fd >= 0) {
+    put(type, 0, type == TUSK_APP_CMD_BCAST ? 0xffff : 0, data, len);
+    return 0;
+  }
+  if (!path || !path[0]) path = getenv("TUSK_APP_SOCKET");
+  if (!path || !path[0]) {
+    php_error_docref(NULL, E_WARNING, "no `tusk run` to send to: pass its control socket or set TUSK_APP_SOCKET");
+    return -1;
+  }
+  tusk_buf_t b;
+  tusk_buf_init(&b);
+  uint64_t id = type == TUSK_APP_CMD_BCAST ? 0xffff : 0;
+  tusk_chan_frame_t f = {(uint32_t)(8 + len), type, 0, 0};
+  tusk_buf_append(&b, &f, sizeof f);
+  tusk_buf_append(&b, &id, 8);
+  tusk_buf_append(&b, data, len);
+  int rc = -1;
+  for (int attempt = 0; attempt < 2 && rc != 0; attempt++) {
+    if (push_fd < 0 || strcmp(push_path, path) != 0) {
+      if (push_fd >= 0) close(push_fd);
+      push_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      struct sockaddr_un un;
+      memset(&un, 0, sizeof un);
+      un.sun_family = AF_UNIX;
+      snprintf(un.sun_path, sizeof un.sun_path, "%s", path);
+      if (push_fd < 0 || connect(push_fd, (struct sockaddr *)&un, sizeof un) != 0) {
+        php_error_docref(NULL, E_WARNING, "cannot reach the `tusk run` control socket %s: %s", path, strerror(errno));
+        if (push_fd >= 0) close(push_fd);
+        push_fd = -1;
+        break;
+      }
+      snprintf(push_path, sizeof push_path, "%s", path);
+    }
+    /* A stale connection (the master restarted) fails: reconnect once. */
+    rc = send(push_fd, b.data, b.len, MSG_NOSIGNAL) == (ssize_t)b.len ? 0 : -1;
+    if (rc != 0) {
+      close(push_fd);
+      push_fd = -1;
+    }
+  }
+  tusk_buf_dispose(&b);
+  return rc;
+}
+
+static void push_named(INTERNAL_FUNCTION_PARAMETERS, uint8_t type) {
+  zend_string *to, *msg, *path = NULL;
+  ZEND_PARSE_PARAMETERS_START(2, 3)
+  Z_PARAM_STR(to)
+  Z_PARAM_STR(msg)
+  Z_PARAM_OPTIONAL
+  Z_PARAM_STR_OR_NULL(path)
+  ZEND_PARSE_PARAMETERS_END();
+  if (ZSTR_LEN(to) == 0 || ZSTR_LEN(to) > 255) {
+    zend_argument_value_error(1, "must be 1 to 255 bytes");
+    RETURN_THROWS();
+  }
+  tusk_buf_t b;
+  tusk_buf_init(&b);
+  unsigned char l[2] = {(unsigned char)(ZSTR_LEN(to) >> 8), (unsigned char)ZSTR_LEN(to)};
+  tusk_buf_append(&b, l, 2);
+  tusk_buf_append(&b, ZSTR_VAL(to), ZSTR_LEN(to));
+  tusk_buf_append(&b, ZSTR_VAL(msg), ZSTR_LEN(msg));
+  int rc = push(type, path ? ZSTR_VAL(path) : NULL, b.data, b.len);
+  tusk_buf_dispose(&b);
+  RETURN_BOOL(rc == 0);
+}
+
+ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_push_named, 0, 2, _IS_BOOL, 0)
+ZEND_ARG_TYPE_INFO(0, to, IS_STRING, 0)
+ZEND_ARG_TYPE_INFO(0, message, IS_STRING, 0)
+ZEND_ARG_TYPE_INFO_WITH_DEFAULT_VALUE(0, app_socket, IS_STRING, 1, "null")
+ZEND_END_ARG_INFO()
+
+ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_push_all, 0, 1, _IS_BOOL, 0)
+ZEND_ARG_TYPE_INFO(0, message, IS_STRING, 0)
+ZEND_ARG_TYPE_INFO_WITH_DEFAULT_VALUE(0, app_socket, IS_STRING, 1, "null")
+ZEND_END_ARG_INFO()
+
+/* Tusk\send_to_group(string $group, string $message, ?string $appSocket = null): bool */
+PHP_FUNCTION(tusk_send_to_group) { push_named(INTERNAL_FUNCTION_PARAM_PASSTHRU, TUSK_APP_CMD_SEND_GROUP); }
+/* Tusk\send_to_uid(string $uid, string $message, ?string $appSocket = null): bool */
+PHP_FUNCTION(tusk_send_to_uid) { push_named(INTERNAL_FUNCTION_PARAM_PASSTHRU, TUSK_APP_CMD_SEND_UID); }
+/* Tusk\broadcast(string $message, ?string $appSocket = null): bool */
+PHP_FUNCTION(tusk_broadcast) {
+  zend_string *msg, *path = NULL;
+  ZEND_PARSE_PARAMETERS_START(1, 2)
+  Z_PARAM_STR(msg)
+  Z_PARAM_OPTIONAL
+  Z_PARAM_STR_OR_NULL(path)
+  ZEND_PARSE_PARAMETERS_END();
+  RETURN_BOOL(push(TUSK_APP_CMD_BCAST, path ? ZSTR_VAL(path) : NULL, ZSTR_VAL(msg), ZSTR_LEN(msg)) == 0);
+}
+
 const zend_function_entry tusk_app_functions[] = {
+    ZEND_NS_FENTRY("Tusk", send_to_group, ZEND_FN(tusk_send_to_group), arginfo_push_named, 0)
+    ZEND_NS_FENTRY("Tusk", send_to_uid, ZEND_FN(tusk_send_to_uid), arginfo_push_named, 0)
+    ZEND_NS_FENTRY("Tusk", broadcast, ZEND_FN(tusk_broadcast), arginfo_push_all, 0)
     ZEND_NS_FENTRY("Tusk\\Internal", app_declare, ZEND_FN(tusk_app_declare), arginfo_app_declare, 0)
     ZEND_NS_FENTRY("Tusk\\Internal", app_ready, ZEND_FN(tusk_app_ready), arginfo_app_ready, 0)
     ZEND_NS_FENTRY("Tusk\\Internal", app_cmd, ZEND_FN(tusk_app_cmd), arginfo_app_cmd, 0)

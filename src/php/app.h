@@ -20,6 +20,7 @@ enum {
   TUSK_APP_EV_DRAIN = 24, /* ... and is below half of it again */
   TUSK_APP_EV_STOP = 25,  /* finish: onWorkerStop, then exit */
   TUSK_APP_EV_ERROR = 26, /* data: what went wrong (e.g. a message too big) */
+  TUSK_APP_EV_DGRAM = 27, /* udp: id 0; data: u16 BE address length, "ip:port", payload */
   /* worker -> master */
   TUSK_APP_DECLARE = 40, /* the probe's service list, see app_master.c */
   TUSK_APP_CMD_SEND = 41,
@@ -34,6 +35,7 @@ enum {
   TUSK_APP_CMD_BCAST = 50,      /* id: service number, 0xffff for all */
   TUSK_APP_CMD_SEND_RAW = 51,   /* bytes as they are, no framing */
   TUSK_APP_CMD_SEND_BIN = 52,   /* websocket: a binary message */
+  TUSK_APP_CMD_SENDTO = 53,     /* udp: id is the service; data as in EV_DGRAM */
   TUSK_APP_READY = 60,          /* onWorkerStart ran */
 };
 

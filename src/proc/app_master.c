@@ -59,9 +59,11 @@ typedef struct service_s {
   int php_protocol;
   size_t max_msg;
   int is_unix;
+  int is_udp; /* udp://: each datagram is a message, replies go to its sender */
   union {
     uv_tcp_t tcp;
     uv_pipe_t pipe;
+    uv_udp_t udp;
   } l;
   int listening;
   int index;
@@ -133,6 +135,9 @@ static struct {
   const char *runtime;
   char status_path[PATH_MAX];
   char pid_path[PATH_MAX];
+  char sock_path[PATH_MAX]; /* the control socket: pushes from other processes */
+  uv_pipe_t control;
+  int control_open;
 } A;
 
 /* ---- connection table ------------------------------------------------------------ */
@@ -811,6 +816,8 @@ static void broadcast(service_t *s, const char *data, size_t len) {
   }
 }
 
+static void udp_sendto(uint64_t svc, const char *data, size_t len);
+
 static void on_command(app_worker_t *w, const tusk_chan_frame_t *f, const char *p) {
   if (f->len < 8) return;
   uint64_t id;
@@ -820,6 +827,7 @@ static void on_command(app_worker_t *w, const tusk_chan_frame_t *f, const char *
   app_conn_t *c = NULL;
   switch (f->type) {
     case TUSK_APP_READY:
+      if (!w) return;
       w->ready = 1;
       TUSK_DEBUG("worker %d (pid %d) is ready", w->index, (int)w->pid);
       /* A reload: once all new workers are up, the old ones stop. */
@@ -854,6 +862,9 @@ static void on_command(app_worker_t *w, const tusk_chan_frame_t *f, const char *
       }
       return;
     }
+    case TUSK_APP_CMD_SENDTO:
+      udp_sendto(id, data, len);
+      return;
     case TUSK_APP_CMD_BCAST:
       if (id == 0xffff) {
         for (int i = 0; i < A.nsvc; i++) broadcast(&A.svc[i], data, len);
@@ -918,6 +929,88 @@ static void on_command(app_worker_t *w, const tusk_chan_frame_t *f, const char *
     default:
       break;
   }
+}
+
+/* ---- the control socket ----------------------------------------------------------
+ * Other processes (a `tusk serve` request calling Tusk\\send_to_group())
+ * connect here and send command frames: the same as a worker's, without
+ * READY. */
+
+typedef struct control_conn_s {
+  uv_pipe_t pipe;
+  tusk_buf_t in;
+} control_conn_t;
+
+static void on_control_closed(uv_handle_t *h) {
+  control_conn_t *k = h->data;
+  tusk_buf_dispose(&k->in);
+  free(k);
+}
+
+static void on_control_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  control_conn_t *k = h->data;
+  if (tusk_buf_reserve(&k->in, 64 * 1024) != 0) {
+    *buf = uv_buf_init(NULL, 0);
+    return;
+  }
+  *buf = uv_buf_init(k->in.data + k->in.len, (unsigned)(k->in.cap - k->in.len - 1));
+}
+
+static void on_control_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
+  control_conn_t *k = s->data;
+  if (nread < 0) {
+    uv_close((uv_handle_t *)&k->pipe, on_control_closed);
+    return;
+  }
+  k->in.len += (size_t)nread;
+  size_t off = 0;
+  for (;;) {
+    tusk_chan_frame_t f;
+    const char *payload;
+    int n = tusk_chan_get(k->in.data + off, k->in.len - off, &f, &payload);
+    if (n == TUSK_AGAIN) break;
+    if (n < 0 || f.len > (64u << 20)) {
+      uv_close((uv_handle_t *)&k->pipe, on_control_closed);
+      return;
+    }
+    off += (size_t)n;
+    if (f.type >= TUSK_APP_CMD_SEND && f.type <= TUSK_APP_CMD_SENDTO) on_command(NULL, &f, payload);
+  }
+  tusk_buf_consume(&k->in, off);
+}
+
+static void on_control_accept(uv_stream_t *server, int status) {
+  if (status < 0) return;
+  control_conn_t *k = calloc(1, sizeof *k);
+  if (!k) return;
+  uv_pipe_init(A.loop, &k->pipe, 0);
+  k->pipe.data = k;
+  tusk_buf_init(&k->in);
+  if (uv_accept(server, (uv_stream_t *)&k->pipe) != 0) {
+    uv_close((uv_handle_t *)&k->pipe, on_control_closed);
+    return;
+  }
+  uv_read_start((uv_stream_t *)&k->pipe, on_control_alloc, on_control_read);
+}
+
+static int control_listen(char *err, size_t errlen) {
+  struct sockaddr_un un;
+  if (strlen(A.sock_path) >= sizeof un.sun_path) {
+    snprintf(err, errlen, "the control socket path %s is too long (set --app-socket)", A.sock_path);
+    return -1;
+  }
+  unlink(A.sock_path);
+  uv_pipe_init(A.loop, &A.control, 0);
+  int rc = uv_pipe_bind(&A.control, A.sock_path);
+  if (rc == 0) rc = uv_listen((uv_stream_t *)&A.control, 128, on_control_accept);
+  if (rc != 0) {
+    snprintf(err, errlen, "cannot listen on the control socket %s: %s", A.sock_path, uv_strerror(rc));
+    return -1;
+  }
+  chmod(A.sock_path, 0660);
+  uv_unref((uv_handle_t *)&A.control);
+  A.control_open = 1;
+  return 0;
 }
 
 /* ---- workers ------------------------------------------------------------------------ */
@@ -989,6 +1082,7 @@ static void on_worker_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
 static void close_listeners_in_child(void) {
   for (int i = 0; i < A.nsvc; i++) {
     int fd = -1;
+    if (!A.svc[i].listening) continue;
     if (uv_fileno((uv_handle_t *)&A.svc[i].l, &fd) == 0 && fd >= 0) close(fd);
   }
 }
@@ -1127,6 +1221,8 @@ static void begin_stop(void) {
     if (A.svc[i].listening) uv_close((uv_handle_t *)&A.svc[i].l, NULL);
     A.svc[i].listening = 0;
   }
+  if (A.control_open) uv_close((uv_handle_t *)&A.control, NULL);
+  A.control_open = 0;
   for (app_worker_t *w = A.workers; w; w = w->next) {
     w->stopping = 1;
     worker_put(w, TUSK_APP_EV_STOP, 0, 0, 0, NULL, 0);
@@ -1240,6 +1336,68 @@ static int probe(char *err, size_t errlen) {
   return 0;
 }
 
+/* ---- udp:// ------------------------------------------------------------------------- */
+
+static char udp_in[65536];
+
+static void on_udp_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  *buf = uv_buf_init(udp_in, sizeof udp_in);
+}
+
+/* A datagram: DGRAM event [u16 address length][address "ip:port"][payload]
+ * to the next worker (round robin); there is no connection. */
+static void on_udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *b, const struct sockaddr *addr,
+                        unsigned flags) {
+  service_t *s = h->data;
+  if (nread < 0 || !addr || (flags & UV_UDP_PARTIAL)) return;
+  char ip[64] = "?", ev[80];
+  int port = 0;
+  if (addr->sa_family == AF_INET6) {
+    uv_ip6_name((const struct sockaddr_in6 *)addr, ip, sizeof ip);
+    port = ntohs(((const struct sockaddr_in6 *)addr)->sin6_port);
+  } else {
+    uv_ip4_name((const struct sockaddr_in *)addr, ip, sizeof ip);
+    port = ntohs(((const struct sockaddr_in *)addr)->sin_port);
+  }
+  int al = snprintf(ev + 2, sizeof ev - 2, strchr(ip, ':') ? "[%s]:%d" : "%s:%d", ip, port);
+  ev[0] = (char)(al >> 8);
+  ev[1] = (char)al;
+  app_worker_t *w = pick_worker();
+  if (!w) return;
+  tusk_buf_t d;
+  tusk_buf_init(&d);
+  tusk_buf_append(&d, ev, (size_t)al + 2);
+  tusk_buf_append(&d, b->base, (size_t)nread);
+  worker_put(w, TUSK_APP_EV_DGRAM, 0, (uint16_t)s->index, 0, d.data, d.len);
+  tusk_buf_dispose(&d);
+}
+
+/* CMD_SENDTO: id is the service, data as in a DGRAM event. */
+static void udp_sendto(uint64_t svc, const char *data, size_t len) {
+  if (svc >= (uint64_t)A.nsvc || !A.svc[svc].is_udp || !A.svc[svc].listening || len < 2) return;
+  size_t al = (size_t)((unsigned char)data[0] << 8 | (unsigned char)data[1]);
+  if (al == 0 || al >= 80 || 2 + al > len) return;
+  char a[80];
+  memcpy(a, data + 2, al);
+  a[al] = 0;
+  char *colon = strrchr(a, ':');
+  if (!colon) return;
+  *colon = 0;
+  int port = atoi(colon + 1);
+  char *host = a;
+  if (host[0] == '[') {
+    host++;
+    char *e = strchr(host, ']');
+    if (e) *e = 0;
+  }
+  struct sockaddr_storage ss;
+  if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 && uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0)
+    return;
+  uv_buf_t b = uv_buf_init((char *)data + 2 + al, (unsigned)(len - 2 - al));
+  /* Datagrams are best effort: one that does not fit the socket's buffer now is dropped. */
+  uv_udp_try_send(&A.svc[svc].l.udp, &b, 1, (const struct sockaddr *)&ss);
+}
+
 static int listen_service(service_t *s, char *err, size_t errlen) {
   const char *a = s->listen;
   const char *sep = strstr(a, "://");
@@ -1253,13 +1411,14 @@ static int listen_service(service_t *s, char *err, size_t errlen) {
   else if (sl == 4 && !strncmp(a, "text", 4)) s->framing = TUSK_FRAMING_TEXT;
   else if (sl == 5 && !strncmp(a, "frame", 5)) s->framing = TUSK_FRAMING_FRAME;
   else if (sl == 9 && !strncmp(a, "websocket", 9)) s->websocket = 1;
+  else if (sl == 3 && !strncmp(a, "udp", 3)) s->is_udp = 1;
   else if (sl == 4 && !strncmp(a, "unix", 4)) {
     s->framing = TUSK_FRAMING_RAW;
     s->is_unix = 1;
   } else {
     snprintf(err, errlen,
-             "service '%s': unknown scheme '%.*s' (tcp, text, frame, websocket and unix are served; udp "
-             "and http are not yet)",
+             "service '%s': unknown scheme '%.*s' (tcp, text, frame, websocket, udp and unix are served; "
+             "http is not yet)",
              a, (int)sl, a);
     return -1;
   }
@@ -1303,6 +1462,32 @@ static int listen_service(service_t *s, char *err, size_t errlen) {
       return -1;
     }
     int bound = 0;
+    if (s->is_udp) {
+      struct sockaddr_storage ss;
+      if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)&ss) != 0 &&
+          uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)&ss) != 0) {
+        snprintf(err, errlen, "service '%s': '%s' is not an IP address", a, host);
+        return -1;
+      }
+      uv_udp_init(A.loop, &s->l.udp);
+      int rc = uv_udp_bind(&s->l.udp, (const struct sockaddr *)&ss, UV_UDP_REUSEADDR);
+      if (rc != 0) {
+        snprintf(err, errlen, "service '%s': cannot bind: %s", a, uv_strerror(rc));
+        return -1;
+      }
+      struct sockaddr_storage got;
+      int gl = sizeof got;
+      uv_udp_getsockname(&s->l.udp, (struct sockaddr *)&got, &gl);
+      bound = ntohs(((struct sockaddr_in *)&got)->sin_port);
+      if (port == 0) {
+        char *p = strrchr(s->listen, ':');
+        snprintf(p + 1, sizeof s->listen - (size_t)(p + 1 - s->listen), "%d", bound);
+      }
+      s->l.udp.data = s;
+      uv_udp_recv_start(&s->l.udp, on_udp_alloc, on_udp_recv);
+      s->listening = 1;
+      return 0;
+    }
     if (tusk_server_bind(host, (int)port, 0, &fd, &bound, err, errlen) != 0) return -1;
     if (port == 0) {
       /* Report the port the kernel chose (tests, --listen-style :0). */
@@ -1371,6 +1556,16 @@ int tusk_app_master_run(tusk_conf_t *conf, const char *argv0) {
   size_t pl = strlen(A.status_path);
   if (pl > 4 && !strcmp(A.status_path + pl - 4, ".pid")) A.status_path[pl - 4] = 0;
   strncat(A.status_path, ".status", sizeof A.status_path - strlen(A.status_path) - 1);
+  if (conf->app_socket) snprintf(A.sock_path, sizeof A.sock_path, "%s", conf->app_socket);
+  else {
+    snprintf(A.sock_path, sizeof A.sock_path, "%s", A.status_path);
+    A.sock_path[strlen(A.sock_path) - strlen(".status")] = 0;
+    strncat(A.sock_path, ".sock", sizeof A.sock_path - strlen(A.sock_path) - 1);
+  }
+  if (control_listen(err, sizeof err) != 0) {
+    fprintf(stderr, "tusk: %s\n", err);
+    return 1;
+  }
   FILE *pf = fopen(A.pid_path, "w");
   if (pf) {
     fprintf(pf, "%d\n", (int)getpid());
@@ -1382,6 +1577,8 @@ int tusk_app_master_run(tusk_conf_t *conf, const char *argv0) {
   for (int i = 0; i < A.nsvc; i++)
     TUSK_INFO("service %d: %s%s%s, %d PHP worker(s)", i, A.svc[i].listen, A.svc[i].name[0] ? " " : "",
               A.svc[i].name, conf->workers);
+  TUSK_INFO("control socket: %s (Tusk\\send_to_group() & co. from other PHP processes, with TUSK_APP_SOCKET)",
+            A.sock_path);
   for (int i = 0; i < conf->workers; i++) spawn(i);
   uv_run(A.loop, UV_RUN_DEFAULT);
   /* Stopped: close what is left. */
@@ -1409,6 +1606,7 @@ int tusk_app_master_run(tusk_conf_t *conf, const char *argv0) {
   tusk_php_shutdown();
   unlink(A.pid_path);
   unlink(A.status_path);
+  unlink(A.sock_path);
   TUSK_INFO("stopped");
   return 0;
 }

@@ -23,7 +23,7 @@ class App:
     def __init__(self, script=APP, args=(), workers=2, env=None):
         self.dir = tempfile.mkdtemp(prefix="tusk-app-")
         self.mark = os.path.join(self.dir, "mark.log")
-        self.unix = os.path.join(self.dir, "app.sock")
+        self.unix = os.path.join(self.dir, "svc.sock")
         self.pidfile = os.path.join(self.dir, "app.pid")
         self.log = os.path.join(self.dir, "stderr.log")
         e = dict(os.environ, TUSK_TEST_MARK=self.mark, TUSK_TEST_UNIX=self.unix)
@@ -664,3 +664,78 @@ def test_websocket_idle_ping_and_dead_peer(app):
     op, p, _ = c.frame()
     assert op == 9
     assert c.close_code() == 1001
+
+
+def test_web_requests_push_to_app_clients(app, tmp_path):
+    # A `tusk serve` request reaches the WebSocket and text clients of a
+    # `tusk run` app through its control socket (TUSK_APP_SOCKET).
+    from conftest import Server
+    a = app()
+    sock = a.pidfile[:-4] + ".sock"
+    assert os.path.exists(sock), a.text()
+    assert "control socket: " + sock in a.text()
+    ws = WS(a.ports["ws"])
+    ws.recv()
+    ws.send("join news")
+    assert ws.recv() == "joined news"
+    ws.send("bind user42")
+    assert ws.recv() == "bound user42"
+    t = Line(a.ports["text"])
+    web = Server(os.path.join(PHP_DIR, "events_web"), env={"TUSK_APP_SOCKET": sock})
+    try:
+        import urllib.request
+        def get(q):
+            return urllib.request.urlopen(web.url("/push.php?" + q), timeout=10).read().decode()
+        assert get("kind=group&to=news&msg=headline") == "sent"
+        assert ws.recv() == "headline"
+        assert get("kind=uid&to=user42&msg=private") == "sent"
+        assert ws.recv() == "private"
+        assert get("kind=all&msg=to-all") == "sent"
+        assert ws.recv() == "to-all" and t.read() == "to-all"
+        # The app restarted (its socket is gone): false and a warning, no crash.
+        a.stop()
+        assert get("kind=all&msg=x").endswith("failed")  # and a PHP warning saying why
+    finally:
+        web.stop()
+
+
+def test_async_clients_inside_a_worker(app):
+    a = app()
+    c = Line(a.ports["text"])
+    # text:// client to the app's own text service.
+    c.s.sendall(b"fetch %d\n" % a.ports["text"])
+    got = c.read()
+    assert got.startswith("via client: 127.0.0.1 "), got
+    assert c.read() == "client closed"
+    # ws:// client (handshake, masked frames, a 60 KB message).
+    c.s.sendall(b"wsfetch %d\n" % a.ports["ws"])
+    assert c.read() == "ws client got %d echo w" % (60000 + 5)
+    assert c.read() == "ws client closed"
+    # A refused connection: onError, then onClose; the worker goes on.
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        dead = free.getsockname()[1]
+    c.s.sendall(b"fetch %d\n" % dead)
+    assert c.read().startswith("client error: cannot connect")
+    assert c.read() == "client closed"
+    assert c.ask("x") == "echo x"
+
+
+def test_udp_service(app):
+    a = app()
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.settimeout(5)
+    u.sendto(b"ping", ("127.0.0.1", a.ports["udp"]))
+    data, addr = u.recvfrom(2048)
+    assert data == b"udp ping from 127.0.0.1" and addr[1] == a.ports["udp"]
+    # Datagrams are spread over the workers; each is answered.
+    pids = set()
+    for _ in range(10):
+        u.sendto(b"pid", ("127.0.0.1", a.ports["udp"]))
+        pids.add(u.recvfrom(2048)[0])
+    assert len(pids) == 2, pids
+    # A large datagram and an empty one.
+    u.sendto(b"x" * 60000, ("127.0.0.1", a.ports["udp"]))
+    assert u.recvfrom(65536)[0] == b"udp " + b"x" * 60000 + b" from 127.0.0.1"
+    u.sendto(b"", ("127.0.0.1", a.ports["udp"]))
+    assert u.recvfrom(2048)[0] == b"udp  from 127.0.0.1"

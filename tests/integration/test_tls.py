@@ -397,6 +397,7 @@ def test_session_resumption(start_server, docroot, certs, version):
     v = getattr(ssl.TLSVersion, version)
     ctx = client_ctx(certs["a"][0], minimum_version=v, maximum_version=v)
     reused = []
+    tickets = []
     session = None
     for _ in range(4):
         with tls_connect(s.tls_port, ctx, session=session) as c:
@@ -404,9 +405,14 @@ def test_session_resumption(start_server, docroot, certs, version):
             status, _, body = h1_exchange(c, keep_alive=False)
             assert (status, body) == (200, b"hello tls")
             reused.append(c.session_reused)
+            tickets.append(c.session.id)
             session = c.session
     assert reused[0] is False
     assert all(reused[1:]), reused
+    # Each resumption brings a fresh ticket (a client uses each one once,
+    # RFC 8446 C.4), so a chain of resumptions never falls back to a full
+    # handshake.
+    assert len(set(tickets)) == len(tickets), tickets
 
 
 # --------------------------------------------------------------------------- large file

@@ -130,6 +130,326 @@ class Connection
     public function markClosed(): void { $this->closed = true; }
 }
 
+/**
+ * An outgoing connection from a worker, driven by the worker's event loop:
+ * tcp:// (raw), text://, frame:// and ws:// (WebSocket client, text and
+ * binary messages, no compression). It lives in this worker process.
+ */
+#[\AllowDynamicProperties]
+class AsyncTcpConnection
+{
+    public $onConnect = null;
+    public $onMessage = null;
+    public $onClose = null;
+    public $onError = null;
+    public int $id;
+    /** @var resource|null */
+    public $stream = null;
+    private string $scheme;
+    private string $host;
+    private int $port;
+    private string $path;
+    private string $in = '';
+    private string $out = '';
+    private int $state = 0; // 0 new, 1 connecting, 2 handshake (ws), 3 open, 4 closing, 5 closed
+    private string $key = '';
+    private static int $nextId = 1;
+
+    public function __construct(public string $remote)
+    {
+        $u = parse_url($remote);
+        if (!$u || empty($u['scheme']) || empty($u['host']) || empty($u['port'])) {
+            throw new \ValueError("Tusk\\AsyncTcpConnection: '$remote' is not SCHEME://HOST:PORT");
+        }
+        $this->scheme = strtolower($u['scheme']);
+        if (!in_array($this->scheme, ['tcp', 'text', 'frame', 'ws'], true)) {
+            throw new \ValueError("Tusk\\AsyncTcpConnection: scheme '{$this->scheme}' (tcp, text, frame or ws)");
+        }
+        $this->host = $u['host'];
+        $this->port = (int)$u['port'];
+        $this->path = ($u['path'] ?? '/') . (isset($u['query']) ? '?' . $u['query'] : '');
+        $this->id = self::$nextId++;
+    }
+
+    public function connect(): void
+    {
+        if ($this->state !== 0) {
+            return;
+        }
+        $errno = 0;
+        $errstr = '';
+        $s = @stream_socket_client("tcp://{$this->host}:{$this->port}", $errno, $errstr, 0,
+            STREAM_CLIENT_CONNECT | STREAM_CLIENT_ASYNC_CONNECT);
+        if ($s === false) {
+            $this->fail("cannot connect to {$this->remote}: $errstr");
+            return;
+        }
+        stream_set_blocking($s, false);
+        $this->stream = $s;
+        $this->state = 1;
+        Loop::addClient($this);
+    }
+
+    public function send(string $data): bool
+    {
+        if ($this->state >= 4) {
+            return false;
+        }
+        $this->out .= match ($this->scheme) {
+            'text' => $data . "\n",
+            'frame' => pack('N', strlen($data) + 4) . $data,
+            'ws' => self::wsFrame(($this->websocketType ?? 0) === Connection::BINARY ? 2 : 1, $data),
+            default => $data,
+        };
+        return true;
+    }
+
+    public function close(): void
+    {
+        if ($this->state >= 4) {
+            return;
+        }
+        if ($this->scheme === 'ws' && $this->state === 3) {
+            $this->out .= self::wsFrame(8, pack('n', 1000));
+        }
+        $this->state = 4;
+        if ($this->out === '') {
+            $this->finish();
+        }
+    }
+
+    /** @internal */
+    public function wantsWrite(): bool { return $this->state === 1 || $this->out !== ''; }
+
+    /** @internal the socket is writable */
+    public function writable(): void
+    {
+        if ($this->state === 1) {
+            if (@stream_socket_get_name($this->stream, true) === false) {
+                $this->fail("cannot connect to {$this->remote}");
+                return;
+            }
+            if ($this->scheme === 'ws') {
+                $this->key = base64_encode(random_bytes(16));
+                $this->out = "GET {$this->path} HTTP/1.1\r\nHost: {$this->host}:{$this->port}\r\nUpgrade: websocket\r\n"
+                    . "Connection: Upgrade\r\nSec-WebSocket-Key: {$this->key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                    . $this->out;
+                $this->state = 2;
+            } else {
+                $this->state = 3;
+                if ($this->onConnect) {
+                    Loop::call($this->onConnect, [$this]);
+                }
+            }
+        }
+        if ($this->out !== '') {
+            $n = @fwrite($this->stream, $this->out);
+            if ($n === false) {
+                $this->fail('write failed');
+                return;
+            }
+            $this->out = (string)substr($this->out, $n);
+        }
+        if ($this->state === 4 && $this->out === '') {
+            $this->finish();
+        }
+    }
+
+    /** @internal the socket is readable */
+    public function readable(): void
+    {
+        if ($this->state === 1) {
+            $this->writable(); // a refused connect shows as readable: report it as such
+            if ($this->state === 1 || $this->state === 5) {
+                return;
+            }
+        }
+        $d = @fread($this->stream, 65536);
+        if ($d === '' || $d === false) {
+            if (feof($this->stream) || $d === false) {
+                $this->finish();
+            }
+            return;
+        }
+        $this->in .= $d;
+        if ($this->state === 2) {
+            $p = strpos($this->in, "\r\n\r\n");
+            if ($p === false) {
+                return;
+            }
+            $head = substr($this->in, 0, $p);
+            $this->in = (string)substr($this->in, $p + 4);
+            $accept = base64_encode(sha1($this->key . '258EAFA5-E914-47DA-95CA-C5AB0DC85B11', true));
+            if (!preg_match('~^HTTP/1\.1 101~', $head) || stripos($head, "Sec-WebSocket-Accept: $accept") === false) {
+                $this->fail('WebSocket handshake refused: ' . strtok($head, "\r"));
+                return;
+            }
+            $this->state = 3;
+            if ($this->onConnect) {
+                Loop::call($this->onConnect, [$this]);
+            }
+        }
+        while ($this->state === 3 || $this->state === 4) {
+            $msg = $this->next();
+            if ($msg === null) {
+                break;
+            }
+            if ($this->onMessage) {
+                Loop::call($this->onMessage, [$this, $msg]);
+            }
+        }
+    }
+
+    private ?string $frag = null;
+
+    /** The next whole message in $this->in, or null. */
+    private function next(): ?string
+    {
+        switch ($this->scheme) {
+            case 'text':
+                $p = strpos($this->in, "\n");
+                if ($p === false) {
+                    return null;
+                }
+                $m = rtrim(substr($this->in, 0, $p), "\r");
+                $this->in = (string)substr($this->in, $p + 1);
+                return $m;
+            case 'frame':
+                if (strlen($this->in) < 4) {
+                    return null;
+                }
+                $n = unpack('N', $this->in)[1];
+                if ($n < 4 || strlen($this->in) < $n) {
+                    return null;
+                }
+                $m = substr($this->in, 4, $n - 4);
+                $this->in = (string)substr($this->in, $n);
+                return $m;
+            case 'ws':
+                for (;;) {
+                    $l = strlen($this->in);
+                    if ($l < 2) {
+                        return null;
+                    }
+                    $b0 = ord($this->in[0]);
+                    $n = ord($this->in[1]) & 0x7f;
+                    $at = 2;
+                    if ($n === 126) {
+                        if ($l < 4) {
+                            return null;
+                        }
+                        $n = unpack('n', $this->in, 2)[1];
+                        $at = 4;
+                    } elseif ($n === 127) {
+                        if ($l < 10) {
+                            return null;
+                        }
+                        $n = unpack('J', $this->in, 2)[1];
+                        $at = 10;
+                    }
+                    if ($l < $at + $n) {
+                        return null;
+                    }
+                    $payload = substr($this->in, $at, $n);
+                    $this->in = (string)substr($this->in, $at + $n);
+                    $op = $b0 & 0x0f;
+                    if ($op === 8) {
+                        if ($this->state === 3) {
+                            $this->out .= self::wsFrame(8, substr($payload, 0, 2));
+                        }
+                        $this->state = 4;
+                        return null;
+                    }
+                    if ($op === 9) {
+                        $this->out .= self::wsFrame(10, $payload);
+                        continue;
+                    }
+                    if ($op === 10) {
+                        continue;
+                    }
+                    $this->frag = $op === 0 ? ($this->frag ?? '') . $payload : $payload;
+                    if ($b0 & 0x80) {
+                        $m = $this->frag;
+                        $this->frag = null;
+                        return $m;
+                    }
+                }
+            default:
+                $m = $this->in;
+                $this->in = '';
+                return $m === '' ? null : $m;
+        }
+    }
+
+    private static function wsFrame(int $op, string $data): string
+    {
+        $n = strlen($data);
+        $h = chr(0x80 | $op);
+        if ($n < 126) {
+            $h .= chr(0x80 | $n);
+        } elseif ($n < 65536) {
+            $h .= chr(0x80 | 126) . pack('n', $n);
+        } else {
+            $h .= chr(0x80 | 127) . pack('J', $n);
+        }
+        $mask = random_bytes(4);
+        return $h . $mask . ($data ^ str_repeat($mask, intdiv($n + 3, 4)));
+    }
+
+    private function fail(string $why): void
+    {
+        if ($this->onError) {
+            Loop::call($this->onError, [$this, 1, $why]);
+        }
+        $this->finish();
+    }
+
+    private function finish(): void
+    {
+        if ($this->state === 5) {
+            return;
+        }
+        $this->state = 5;
+        if ($this->stream) {
+            @fclose($this->stream);
+            $this->stream = null;
+        }
+        Loop::removeClient($this);
+        if ($this->onClose) {
+            Loop::call($this->onClose, [$this]);
+        }
+    }
+}
+
+/** The sender of one datagram on a udp:// service: send() answers it. */
+#[\AllowDynamicProperties]
+class UdpConnection
+{
+    public function __construct(public Worker $worker, private string $remote)
+    {
+    }
+
+    public function send(string $data, bool $raw = false): bool
+    {
+        if (!$raw && $this->worker->protocol !== null) {
+            $data = ($this->worker->protocol)::encode($data, $this);
+        }
+        Internal\app_cmd(Loop::CMD_SENDTO, $this->worker->index, pack('n', strlen($this->remote)) . $this->remote . $data);
+        return true;
+    }
+
+    public function close(?string $data = null): void
+    {
+        if ($data !== null) {
+            $this->send($data);
+        }
+    }
+
+    public function getRemoteAddress(): string { return $this->remote; }
+    public function getRemoteIp(): string { return trim(substr($this->remote, 0, (int)strrpos($this->remote, ':')), '[]'); }
+    public function getRemotePort(): int { return (int)substr($this->remote, (int)strrpos($this->remote, ':') + 1); }
+}
+
 /** Sends from anywhere in a `tusk run` process. */
 final class Server
 {
@@ -219,10 +539,17 @@ final class Loop
     public const EV_OPEN = 20, EV_DATA = 21, EV_CLOSE = 22, EV_FULL = 23, EV_DRAIN = 24, EV_STOP = 25, EV_ERROR = 26;
     // worker -> master (Internal\app_cmd())
     public const CMD_SEND = 41, CMD_CLOSE = 42, CMD_PAUSE = 43, CMD_RESUME = 44, CMD_JOIN = 45, CMD_LEAVE = 46,
-        CMD_BIND = 47, CMD_SEND_GROUP = 48, CMD_SEND_UID = 49, CMD_BCAST = 50, CMD_SEND_RAW = 51, CMD_SEND_BIN = 52;
+        CMD_BIND = 47, CMD_SEND_GROUP = 48, CMD_SEND_UID = 49, CMD_BCAST = 50, CMD_SEND_RAW = 51, CMD_SEND_BIN = 52,
+        CMD_SENDTO = 53;
+    public const EV_DGRAM = 27;
 
     /** @var Connection[] by id */
     private static array $conns = [];
+    /** @var AsyncTcpConnection[] by id */
+    private static array $clients = [];
+
+    public static function addClient(AsyncTcpConnection $c): void { self::$clients[$c->id] = $c; }
+    public static function removeClient(AsyncTcpConnection $c): void { unset(self::$clients[$c->id]); }
 
     public static function call(callable $f, array $args): void
     {
@@ -262,12 +589,40 @@ final class Loop
         }
         Internal\app_ready();
         for (;;) {
-            $events = Internal\app_wait(Timer::timeout());
+            $rd = $wr = [];
+            foreach (self::$clients as $id => $k) {
+                if ($k->stream) {
+                    $rd[$id] = $k->stream;
+                    if ($k->wantsWrite()) {
+                        $wr[$id] = $k->stream;
+                    }
+                }
+            }
+            $events = Internal\app_wait(Timer::timeout(), $rd, $wr);
             if ($events === null) {
                 break;
             }
             foreach ($events as [$type, $cid, $svc, $data]) {
                 switch ($type) {
+                    case self::EV_DGRAM:
+                        $w = Worker::$workers[$svc] ?? null;
+                        $al = unpack('n', $data)[1];
+                        if ($w !== null && $w->onMessage) {
+                            $u = new UdpConnection($w, substr($data, 2, $al));
+                            $msg = (string)substr($data, 2 + $al);
+                            self::call($w->onMessage, [$u, $w->protocol !== null ? ($w->protocol)::decode($msg, $u) : $msg]);
+                        }
+                        break;
+                    case 30: // an async client's socket is readable
+                        if (isset(self::$clients[$cid])) {
+                            self::$clients[$cid]->readable();
+                        }
+                        break;
+                    case 31: // ... writable
+                        if (isset(self::$clients[$cid])) {
+                            self::$clients[$cid]->writable();
+                        }
+                        break;
                     case self::EV_DATA:
                         $c = self::conn($cid, $svc, '');
                         if ($c === null) {

@@ -53,6 +53,30 @@ $handler = function (Connection $c, string $data) use ($mark) {
         case 'close': $c->close('bye'); break;
         case 'throw': throw new RuntimeException('thrown on purpose');
         case 'seen': $c->send((string)$c->seen); break;
+        case 'fetch':
+            // An async client from this worker to a text:// address: ask, relay, close.
+            $k = new Tusk\AsyncTcpConnection('text://127.0.0.1:' . $arg);
+            $k->onConnect = fn($k) => $k->send('remote');
+            $k->onMessage = function ($k, $m) use ($c) {
+                if (str_starts_with($m, 'hello ')) { return; } // the greeting
+                $c->send('via client: ' . $m);
+                $k->close();
+            };
+            $k->onClose = fn($k) => $c->send('client closed');
+            $k->onError = fn($k, $code, $why) => $c->send('client error: ' . $why);
+            $k->connect();
+            break;
+        case 'wsfetch':
+            $k = new Tusk\AsyncTcpConnection('ws://127.0.0.1:' . $arg . '/from-client');
+            $k->onMessage = function ($k, $m) use ($c) {
+                if (str_starts_with($m, 'welcome ')) { $k->send(str_repeat('w', 60000)); return; }
+                $c->send('ws client got ' . strlen($m) . ' ' . substr($m, 0, 6));
+                $k->close();
+            };
+            $k->onClose = fn($k) => $c->send('ws client closed');
+            $k->onError = fn($k, $code, $why) => $c->send('client error: ' . $why);
+            $k->connect();
+            break;
         default: $c->send('echo ' . $data);
     }
 };
@@ -105,5 +129,11 @@ $ws->onMessage = function (Connection $c, string $data) use ($handler) {
     $handler($c, $data);
 };
 $ws->onClose = function (Connection $c) use ($mark) { file_put_contents($mark, "wsclose {$c->id}\n", FILE_APPEND); };
+
+$udp = new Worker('udp://127.0.0.1:0');
+$udp->name = 'udp';
+$udp->onMessage = function ($c, string $data) {
+    $c->send($data === 'pid' ? (string)getmypid() : 'udp ' . $data . ' from ' . $c->getRemoteIp());
+};
 
 Worker::runAll();
