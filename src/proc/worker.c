@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/prctl.h>
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -81,6 +82,12 @@ static int chan_next_req(chan_reader_t *r, tusk_php_job_t *job) {
     int n = tusk_chan_get(r->in.data, r->in.len, &f, &payload);
     if (n == TUSK_AGAIN) {
       if (tusk_buf_reserve(&r->in, 64 * 1024) != 0) return -1;
+      /* Wait in poll(), not in read(): the socket's wait queue is shared by
+       * both directions, and the master reading our response wakes a
+       * reader blocked in read() for nothing (EPOLLOUT); poll() waits only
+       * for what it asked, POLLIN. */
+      struct pollfd pfd = {r->fd, POLLIN, 0};
+      if (poll(&pfd, 1, -1) < 0 && errno == EINTR) continue;
       ssize_t got = read(r->fd, r->in.data + r->in.len, r->in.cap - r->in.len - 1);
       if (got < 0 && errno == EINTR) continue;
       if (got <= 0) return 0; /* the master closed the channel: exit quietly */
