@@ -680,7 +680,10 @@ static void start_on(tusk_worker_t *w, tusk_http_job_t *c) {
   w->job = c;
   w->timed_out = 0;
   c->worker = w;
-  snprintf(w->what, sizeof w->what, "%s", c->what);
+  size_t wl = strnlen(c->what, sizeof c->what);
+  if (wl >= sizeof w->what) wl = sizeof w->what - 1;
+  memcpy(w->what, c->what, wl);
+  w->what[wl] = '\0';
   if (M.conf->request_timeout > 0) uv_timer_start(&w->timer, on_request_timeout, (uint64_t)(M.conf->request_timeout * 1000), 0);
   worker_send(w, &c->frame);
 }
