@@ -41,6 +41,23 @@ int tusk_buf_append_str(tusk_buf_t *b, const char *s) {
   return tusk_buf_append(b, s, strlen(s));
 }
 
+size_t tusk_u64_str(unsigned long long v, char *out) {
+  char tmp[20];
+  size_t n = 0;
+  do {
+    tmp[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  for (size_t i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
+  out[n] = '\0';
+  return n;
+}
+
+int tusk_buf_append_u64(tusk_buf_t *b, unsigned long long v) {
+  char tmp[21];
+  return tusk_buf_append(b, tmp, tusk_u64_str(v, tmp));
+}
+
 int tusk_buf_printf(tusk_buf_t *b, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);

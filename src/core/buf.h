@@ -23,6 +23,11 @@ void tusk_buf_dispose(tusk_buf_t *b);
 int tusk_buf_reserve(tusk_buf_t *b, size_t extra);
 int tusk_buf_append(tusk_buf_t *b, const void *data, size_t len);
 int tusk_buf_append_str(tusk_buf_t *b, const char *s);
+/* Appends v in decimal (no printf: it is on every response's path). */
+int tusk_buf_append_u64(tusk_buf_t *b, unsigned long long v);
+/* Writes v in decimal and a NUL to out (at least 21 bytes); returns the
+ * number of digits. */
+size_t tusk_u64_str(unsigned long long v, char *out);
 int tusk_buf_printf(tusk_buf_t *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Drops the first n bytes (n <= len). */

@@ -803,6 +803,12 @@ static int pick_encoding(tusk_h1_conn_t *c, long long known_len) {
   return tusk_http_pick_encoding(c->ctx, ae->value, ae->value_len, h.status, h.lines, h.lines_len, known_len);
 }
 
+static void append_content_length(tusk_buf_t *b, long long n) {
+  tusk_buf_append(b, "Content-Length: ", 16);
+  tusk_buf_append_u64(b, (unsigned long long)n);
+  tusk_buf_append(b, "\r\n", 2);
+}
+
 /* Builds the response head from PHP's HEAD frame. content_length < 0 means
  * the body is streamed (chunked on HTTP/1.1, close-delimited on 1.0). */
 static void build_head(tusk_h1_conn_t *c, tusk_buf_t *b, long long content_length) {
@@ -815,7 +821,13 @@ static void build_head(tusk_h1_conn_t *c, tusk_buf_t *b, long long content_lengt
     reason = tusk_http_reason(status);
     rl = strlen(reason);
   }
-  tusk_buf_printf(b, "HTTP/1.1 %d %.*s\r\n", status, (int)rl, reason);
+  /* No printf on this path: it is every PHP response's. */
+  tusk_buf_reserve(b, 256 + rl + ll);
+  tusk_buf_append(b, "HTTP/1.1 ", 9);
+  tusk_buf_append_u64(b, (unsigned)status);
+  tusk_buf_append(b, " ", 1);
+  tusk_buf_append(b, reason, rl);
+  tusk_buf_append(b, "\r\n", 2);
   long long php_cl = -1;
   int php_date = 0, php_server = 0;
   /* Copy PHP's headers, except the framing ones we decide. */
@@ -844,19 +856,23 @@ static void build_head(tusk_h1_conn_t *c, tusk_buf_t *b, long long content_lengt
   }
   /* The app's own Date or Server header wins (Symfony sets Date). */
   if (!php_server) tusk_buf_append_str(b, "Server: tusk\r\n");
-  if (!php_date) tusk_buf_printf(b, "Date: %s\r\n", tusk_http_date_now());
+  if (!php_date) {
+    tusk_buf_append(b, "Date: ", 6);
+    tusk_buf_append_str(b, tusk_http_date_now());
+    tusk_buf_append(b, "\r\n", 2);
+  }
   if (!bodyless(status)) {
     if (c->is_head) {
       /* PHP discards a HEAD response's body: only a length PHP set itself is
        * known (php-fpm behind nginx sends none otherwise). */
-      if (php_cl >= 0) tusk_buf_printf(b, "Content-Length: %lld\r\n", php_cl);
+      if (php_cl >= 0) append_content_length(b, php_cl);
     } else if (content_length >= 0) {
-      tusk_buf_printf(b, "Content-Length: %lld\r\n", content_length);
+      append_content_length(b, content_length);
     } else if (php_cl >= 0) {
       /* Streaming, but PHP declared the length (e.g. a tracking pixel sent
        * before the script goes on working): keep it, like nginx, so the
        * client is done as soon as those bytes arrive. */
-      tusk_buf_printf(b, "Content-Length: %lld\r\n", php_cl);
+      append_content_length(b, php_cl);
       c->stream_left = php_cl;
     } else if (c->req.version_minor == 1) {
       tusk_buf_append_str(b, "Transfer-Encoding: chunked\r\n");

@@ -420,6 +420,16 @@ static uint32_t fnv1a(const char *s) {
   return h;
 }
 
+/* dst = a b, truncated to cap like snprintf ("%s%s"), without printf: the
+ * cached route is on every PHP request's path. */
+static void cat2(char *dst, size_t cap, const char *a, const char *b) {
+  size_t al = strnlen(a, cap - 1);
+  memcpy(dst, a, al);
+  size_t bl = strnlen(b, cap - 1 - al);
+  memcpy(dst + al, b, bl);
+  dst[al + bl] = '\0';
+}
+
 void tusk_route_cached(tusk_route_cache_t *rc, const tusk_docroot_t *dr, const char *path, uint64_t now_ms,
                        tusk_route_t *r) {
   if (!rc) {
@@ -435,9 +445,9 @@ void tusk_route_cached(tusk_route_cache_t *rc, const tusk_docroot_t *dr, const c
       set_php(dr, r, "", 0, "");
       return;
     }
-    snprintf(r->script_name, sizeof r->script_name, "%s", e->script_name);
-    snprintf(r->file, sizeof r->file, "%s%s", dr->path, e->script_name);
-    snprintf(r->path_info, sizeof r->path_info, "%s", path + strlen(e->script_name));
+    cat2(r->script_name, sizeof r->script_name, e->script_name, "");
+    cat2(r->file, sizeof r->file, dr->path, e->script_name);
+    cat2(r->path_info, sizeof r->path_info, path + strlen(e->script_name), "");
     return;
   }
   tusk_route(dr, path, r);

@@ -1,5 +1,9 @@
-/* The channel between the master (HTTP event loop) and one PHP worker: a
- * SOCK_STREAM socketpair carrying length-prefixed frames.
+/* The channel between the master (HTTP event loop) and one PHP worker:
+ * length-prefixed frames over two SOCK_STREAM socketpairs, one per
+ * direction. One socket would do, but its wait queue serves both
+ * directions: the master reading a response (freeing the worker's send
+ * buffer) would wake the worker blocked in read() for its next REQ, once
+ * per request, for nothing.
  *
  *   master -> worker: REQ (a complete request), ABORT (client went away);
  *                     closing the channel tells the worker to exit

@@ -34,7 +34,8 @@ typedef struct tusk_worker_s {
   int index;
   pid_t pid;
   int generation;
-  uv_pipe_t pipe;
+  uv_pipe_t pipe;    /* worker -> master: HEAD, BODY, END, IDLE (read) */
+  uv_pipe_t req;     /* master -> worker: REQ, ABORT (written only; see proc/channel.h) */
   uv_timer_t timer;
   int handles_open;
   int pipe_closed;
@@ -201,7 +202,7 @@ static void worker_send(tusk_worker_t *w, tusk_buf_t *buf) {
     return;
   }
   uv_buf_t ub = uv_buf_init(buf->data, (unsigned)buf->len);
-  int n = uv_try_write((uv_stream_t *)&w->pipe, &ub, 1);
+  int n = uv_try_write((uv_stream_t *)&w->req, &ub, 1);
   if (n == (int)buf->len) {
     tusk_buf_reset(buf);
     return;
@@ -212,7 +213,7 @@ static void worker_send(tusk_worker_t *w, tusk_buf_t *buf) {
   r->buf = *buf;
   tusk_buf_init(buf);
   ub = uv_buf_init(r->buf.data + off, (unsigned)(r->buf.len - off));
-  if (uv_write(&r->w, (uv_stream_t *)&w->pipe, &ub, 1, on_wwrite) != 0) {
+  if (uv_write(&r->w, (uv_stream_t *)&w->req, &ub, 1, on_wwrite) != 0) {
     tusk_buf_dispose(&r->buf);
     free(r);
   }
@@ -285,6 +286,7 @@ static void close_pipe(tusk_worker_t *w) {
   }
   uv_timer_stop(&w->timer);
   uv_close((uv_handle_t *)&w->pipe, on_worker_handle_close);
+  uv_close((uv_handle_t *)&w->req, on_worker_handle_close); /* EOF: the worker exits */
 }
 
 static void worker_lost(tusk_worker_t *w) {
@@ -478,7 +480,7 @@ static void spawn_later(int index, uint64_t delay_ms) {
 
 /* ---- the template (--worker-template) --------------------------------------------------- */
 
-static void register_worker(int index, pid_t pid, int fd, uv_stream_t *accept_from);
+static void register_worker(int index, pid_t pid, int fd, int req_fd, uv_stream_t *accept_from);
 static void spawn_template(void);
 
 static void tpl_send_fork(int index) {
@@ -523,7 +525,8 @@ static void on_tpl_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
       for (int i = 0; i < M.tpl.npending; i++) tpl_send_fork(M.tpl.pending[i]);
       M.tpl.npending = 0;
     } else if (m.type == TUSK_TPL_FORKED) {
-      if (uv_pipe_pending_count(M.tpl.pipe) > 0) register_worker(m.index, m.pid, -1, (uv_stream_t *)M.tpl.pipe);
+      /* Two descriptors: the worker's response and request sockets. */
+      if (uv_pipe_pending_count(M.tpl.pipe) >= 2) register_worker(m.index, m.pid, -1, -1, (uv_stream_t *)M.tpl.pipe);
     }
   }
 }
@@ -544,7 +547,7 @@ static void spawn_template(void) {
   }
   if (pid == 0) {
     close_inherited_fds(sv[1], -1);
-    tusk_worker_main(M.conf, sv[1], -1);
+    tusk_worker_main(M.conf, sv[1], sv[1], -1);
   }
   close(sv[1]);
   M.tpl.pid = pid;
@@ -615,32 +618,41 @@ static void spawn(int index) {
     M.workers = w;
     return;
   }
-  int sv[2];
+  int sv[2], rq[2]; /* sv: worker -> master, rq: master -> worker */
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
     TUSK_ERROR("cannot create a worker channel: %s", strerror(errno));
     return;
   }
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, rq) != 0) {
+    TUSK_ERROR("cannot create a worker channel: %s", strerror(errno));
+    close(sv[0]);
+    close(sv[1]);
+    return;
+  }
   int sz = 1024 * 1024;
-  setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
   setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+  setsockopt(rq[0], SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
   pid_t pid = fork();
   if (pid < 0) {
     TUSK_ERROR("cannot fork a PHP worker: %s", strerror(errno));
     close(sv[0]);
     close(sv[1]);
+    close(rq[0]);
+    close(rq[1]);
     return;
   }
   if (pid == 0) {
-    close_inherited_fds(sv[1], -1);
-    tusk_worker_main(M.conf, sv[1], index);
+    close_inherited_fds(rq[1], sv[1]);
+    tusk_worker_main(M.conf, rq[1], sv[1], index);
   }
   close(sv[1]);
-  register_worker(index, pid, sv[0], NULL);
+  close(rq[1]);
+  register_worker(index, pid, sv[0], rq[0], NULL);
 }
 
-/* A pooled worker exists: pid, and its channel as fd or to be accepted
- * from the template's pipe. */
-static void register_worker(int index, pid_t pid, int fd, uv_stream_t *accept_from) {
+/* A pooled worker exists: pid, and its channel as two fds (responses in,
+ * requests out) or to be accepted, in that order, from the template's pipe. */
+static void register_worker(int index, pid_t pid, int fd, int req_fd, uv_stream_t *accept_from) {
   tusk_worker_t *w = calloc(1, sizeof *w);
   w->index = index;
   w->pid = pid;
@@ -648,12 +660,16 @@ static void register_worker(int index, pid_t pid, int fd, uv_stream_t *accept_fr
   w->started_ms = uv_now(M.loop);
   tusk_buf_init(&w->in);
   uv_pipe_init(M.loop, &w->pipe, 0);
+  uv_pipe_init(M.loop, &w->req, 0);
   if (accept_from) {
     uv_accept(accept_from, (uv_stream_t *)&w->pipe);
+    uv_accept(accept_from, (uv_stream_t *)&w->req);
   } else {
     uv_pipe_open(&w->pipe, fd);
+    uv_pipe_open(&w->req, req_fd);
   }
   w->pipe.data = w;
+  w->req.data = w;
   /* Reaped before we heard of it? */
   for (int i = 0; i < M.norphans; i++) {
     if (M.orphans[i] == pid) {
@@ -664,7 +680,7 @@ static void register_worker(int index, pid_t pid, int fd, uv_stream_t *accept_fr
   }
   uv_timer_init(M.loop, &w->timer);
   w->timer.data = w;
-  w->handles_open = 2;
+  w->handles_open = 3;
   w->next = M.workers;
   M.workers = w;
   uv_read_start((uv_stream_t *)&w->pipe, on_worker_alloc, on_worker_read);
@@ -680,7 +696,10 @@ static void start_on(tusk_worker_t *w, tusk_http_job_t *c) {
   w->job = c;
   w->timed_out = 0;
   c->worker = w;
-  snprintf(w->what, sizeof w->what, "%s", c->what);
+  size_t wl = strnlen(c->what, sizeof c->what);
+  if (wl >= sizeof w->what) wl = sizeof w->what - 1;
+  memcpy(w->what, c->what, wl);
+  w->what[wl] = '\0';
   if (M.conf->request_timeout > 0) uv_timer_start(&w->timer, on_request_timeout, (uint64_t)(M.conf->request_timeout * 1000), 0);
   worker_send(w, &c->frame);
 }

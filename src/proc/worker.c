@@ -32,12 +32,26 @@ static int write_all(int fd, const char *p, size_t n) {
   return 0;
 }
 
-static int chan_write(void *ctx, const char *frames, size_t len) { return write_all(*(int *)ctx, frames, len); }
+/* The channel's read side: frames from the master, one REQ at a time. */
+typedef struct chan_reader_s {
+  int fd;     /* master -> worker: REQ, ABORT (the template: its control channel) */
+  int out_fd; /* worker -> master: HEAD, BODY, END, IDLE (the template: the same fd) */
+  tusk_buf_t in;
+  size_t consumed_next; /* bytes of the REQ handed out last, dropped on the next call */
+  tusk_chan_var_t *vars; /* grown to the largest request seen */
+  size_t nvars_cap;
+  tusk_php_sink_t sink;
+  int failed;
+} chan_reader_t;
+
+static int chan_write(void *ctx, const char *frames, size_t len) {
+  return write_all(((chan_reader_t *)ctx)->out_fd, frames, len);
+}
 
 /* Checks, without blocking, whether the master sent ABORT for this request
  * (or closed the channel). */
 static int chan_aborted(void *ctx, uint16_t seq) {
-  int fd = *(int *)ctx;
+  int fd = ((chan_reader_t *)ctx)->fd;
   char hdr[TUSK_CHAN_HDR];
   ssize_t n = recv(fd, hdr, sizeof hdr, MSG_DONTWAIT | MSG_PEEK);
   if (n == 0) return 1;
@@ -51,17 +65,6 @@ static int chan_aborted(void *ctx, uint16_t seq) {
   }
   return 0;
 }
-
-/* The channel's read side: frames from the master, one REQ at a time. */
-typedef struct chan_reader_s {
-  int fd;
-  tusk_buf_t in;
-  size_t consumed_next; /* bytes of the REQ handed out last, dropped on the next call */
-  tusk_chan_var_t *vars; /* grown to the largest request seen */
-  size_t nvars_cap;
-  tusk_php_sink_t sink;
-  int failed;
-} chan_reader_t;
 
 /* Blocks until a REQ frame arrives; returns 1 with job filled, 0
  * when the master closed the channel, -1 on a broken frame. */
@@ -81,6 +84,9 @@ static int chan_next_req(chan_reader_t *r, tusk_php_job_t *job) {
     int n = tusk_chan_get(r->in.data, r->in.len, &f, &payload);
     if (n == TUSK_AGAIN) {
       if (tusk_buf_reserve(&r->in, 64 * 1024) != 0) return -1;
+      /* Blocking here is cheap because fd carries only the master's
+       * frames: our responses go out on out_fd, so the master reading
+       * them does not wake this read (see proc/channel.h). */
       ssize_t got = read(r->fd, r->in.data + r->in.len, r->in.cap - r->in.len - 1);
       if (got < 0 && errno == EINTR) continue;
       if (got <= 0) return 0; /* the master closed the channel: exit quietly */
@@ -118,7 +124,7 @@ static void say_ready(chan_reader_t *r) {
   tusk_buf_t b;
   tusk_buf_init(&b);
   tusk_chan_put(&b, TUSK_CHAN_IDLE, 0, 0, NULL, 0);
-  if (write_all(r->fd, b.data, b.len) != 0) r->failed = 1;
+  if (write_all(r->out_fd, b.data, b.len) != 0) r->failed = 1;
   tusk_buf_dispose(&b);
 }
 
@@ -141,9 +147,11 @@ static int template_mode;
  * frankenphp_handle_request() with the booted app copy-on-write, and sends
  * the master that worker's pid and channel (SCM_RIGHTS). */
 
-static int send_forked(int ctrl, const tusk_tpl_msg_t *m, int fd) {
+/* Sends m with the worker's two channel ends: fds[0] (its responses), fds[1]
+ * (its requests). */
+static int send_forked(int ctrl, const tusk_tpl_msg_t *m, const int fds[2]) {
   struct iovec iov = {(void *)m, sizeof *m};
-  char cbuf[CMSG_SPACE(sizeof(int))];
+  char cbuf[CMSG_SPACE(2 * sizeof(int))];
   memset(cbuf, 0, sizeof cbuf);
   struct msghdr mh = {0};
   mh.msg_iov = &iov;
@@ -153,8 +161,8 @@ static int send_forked(int ctrl, const tusk_tpl_msg_t *m, int fd) {
   struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
   cm->cmsg_level = SOL_SOCKET;
   cm->cmsg_type = SCM_RIGHTS;
-  cm->cmsg_len = CMSG_LEN(sizeof(int));
-  memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+  cm->cmsg_len = CMSG_LEN(2 * sizeof(int));
+  memcpy(CMSG_DATA(cm), fds, 2 * sizeof(int));
   ssize_t n;
   do {
     n = sendmsg(ctrl, &mh, MSG_NOSIGNAL);
@@ -177,11 +185,18 @@ static void template_loop(chan_reader_t *r) {
     if (n < 0 && errno == EINTR) continue;
     if (n != (ssize_t)sizeof m) _exit(0); /* the master is done with this template */
     if (m.type != TUSK_TPL_FORK) continue;
-    int sv[2], pp[2];
+    int sv[2], rq[2], pp[2]; /* sv: worker -> master, rq: master -> worker */
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) continue;
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, rq) != 0) {
+      close(sv[0]);
+      close(sv[1]);
+      continue;
+    }
     if (pipe2(pp, O_CLOEXEC) != 0) {
       close(sv[0]);
       close(sv[1]);
+      close(rq[0]);
+      close(rq[1]);
       continue;
     }
     pid_t mid = fork();
@@ -201,11 +216,13 @@ static void template_loop(chan_reader_t *r) {
       close(pp[0]);
       close(pp[1]);
       close(sv[0]);
+      close(rq[0]);
       char role[32];
       snprintf(role, sizeof role, "worker %d", m.index);
       tusk_log_set_role(role);
       prctl(PR_SET_NAME, "tusk-worker", 0, 0, 0);
-      r->fd = sv[1];
+      r->fd = rq[1];
+      r->out_fd = sv[1];
       tusk_buf_reset(&r->in);
       r->consumed_next = 0;
       tusk_php_after_fork();
@@ -214,6 +231,7 @@ static void template_loop(chan_reader_t *r) {
     }
     close(pp[1]);
     close(sv[1]);
+    close(rq[1]);
     pid_t wpid = -1;
     if (mid > 0) {
       ssize_t rd;
@@ -225,8 +243,10 @@ static void template_loop(chan_reader_t *r) {
     }
     close(pp[0]);
     tusk_tpl_msg_t out = {TUSK_TPL_FORKED, m.index, wpid};
-    if (wpid > 0 && send_forked(ctrl, &out, sv[0]) != 0) _exit(1);
+    int ends[2] = {sv[0], rq[0]};
+    if (wpid > 0 && send_forked(ctrl, &out, ends) != 0) _exit(1);
     close(sv[0]);
+    close(rq[0]);
   }
 }
 
@@ -238,7 +258,7 @@ static void io_ready(void *ctx) {
   say_ready(ctx);
 }
 
-void tusk_worker_main(const tusk_conf_t *conf, int chan_fd, int index) {
+void tusk_worker_main(const tusk_conf_t *conf, int in_fd, int out_fd, int index) {
   template_mode = index < 0;
   char role[32];
   snprintf(role, sizeof role, "worker %d", index);
@@ -260,9 +280,10 @@ void tusk_worker_main(const tusk_conf_t *conf, int chan_fd, int index) {
   tusk_php_worker_signals_ready();
 
   chan_reader_t *r = &reader;
-  r->fd = chan_fd;
+  r->fd = in_fd;
+  r->out_fd = out_fd;
   tusk_buf_init(&r->in);
-  r->sink = (tusk_php_sink_t){chan_write, chan_aborted, &r->fd};
+  r->sink = (tusk_php_sink_t){chan_write, chan_aborted, r};
 
   if (conf->worker_script) {
     tusk_php_worker_io_t io = {io_next, io_ready, NULL, NULL, r,

@@ -1,11 +1,12 @@
-/* A PHP worker process: reads REQ frames from its channel, runs PHP, writes
- * the response frames back. Classic mode runs a script per request; with
+/* A PHP worker process: reads REQ frames from in_fd, runs PHP, writes the
+ * response frames to out_fd (the channel's two sockets, proc/channel.h). Classic mode runs a script per request; with
  * conf->worker_script the worker script runs once and takes requests
  * through frankenphp_handle_request(). It says IDLE when ready. Runs until
  * EOF on the channel (the master closed it), a limit (exit 3), or a failure. Never returns:
  * it calls _exit() with 0 or a TUSK_PHP_WORKER_* code. With index < 0 it
  * is the template (--worker-template): it boots the worker script, says
- * READY on chan_fd and forks workers on request. */
+ * READY on its control channel (in_fd == out_fd) and forks workers on
+ * request. */
 #ifndef TUSK_PROC_WORKER_H
 #define TUSK_PROC_WORKER_H
 
@@ -16,7 +17,7 @@
 struct tusk_slot_s;
 struct tusk_tls_ctx_s;
 
-void tusk_worker_main(const tusk_conf_t *conf, int chan_fd, int index) __attribute__((noreturn));
+void tusk_worker_main(const tusk_conf_t *conf, int in_fd, int out_fd, int index) __attribute__((noreturn));
 
 /* The template's control messages (master <-> template, fixed size). */
 enum { TUSK_TPL_FORK = 1, TUSK_TPL_READY = 2, TUSK_TPL_FORKED = 3 };

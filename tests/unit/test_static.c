@@ -130,5 +130,17 @@ int main(void) {
   free(all);
   tusk_buf_dispose(&f);
 
+  /* Decimal formatting used on the response path instead of printf. */
+  char num[21];
+  CHECK(tusk_u64_str(0, num) == 1 && strcmp(num, "0") == 0);
+  CHECK(tusk_u64_str(65535, num) == 5 && strcmp(num, "65535") == 0);
+  CHECK(tusk_u64_str(18446744073709551615ull, num) == 20 && strcmp(num, "18446744073709551615") == 0);
+  tusk_buf_t d;
+  tusk_buf_init(&d);
+  tusk_buf_append(&d, "n=", 2);
+  tusk_buf_append_u64(&d, 1234567);
+  CHECK(d.len == 9 && strcmp(d.data, "n=1234567") == 0);
+  tusk_buf_dispose(&d);
+
   TUSK_CHECK_REPORT();
 }
