@@ -172,7 +172,8 @@ parse_h2load() {
     /^time for request:/ { mean = ms($6) }
     END {
       if (rps == "" || done == "") exit 1
-      printf "%d %d %d %d %d %.2f %d %d %.3f\n", done, ok, failed, errored, timeout, rps, non2xx, data, mean
+      # %.0f: data passes 2^31 bytes in one run (mawk clamps %d there)
+      printf "%d %d %d %d %d %.2f %d %.0f %.3f\n", done, ok, failed, errored, timeout, rps, non2xx, data, mean
     }'
 }
 
