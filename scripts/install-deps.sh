@@ -9,6 +9,9 @@ RUNTIME="php8.2-cli php8.2-sqlite3 php8.2-xml php8.2-mbstring php8.2-apcu php8.2
 TEST="python3 python3-pytest python3-requests curl dokuwiki adminer
 php-symfony-http-kernel php-symfony-http-foundation php-symfony-routing php-symfony-runtime
 php-slim php-slim-psr7 php-nyholm-psr7 openssl nghttp2-client python3-h2 python3-httpx python3-brotli python3-websockets zstd"
+# bench/run.sh: wrk, nginx-light, php8.2-fpm. bench/h2.sh: nginx-light (has
+# http_v2, ssl, gzip_static), php8.2-fpm, h2load from nghttp2-client, and
+# from the lists above cc (build-essential), libssl-dev, curl, openssl.
 BENCH="wrk nginx-light php8.2-fpm nghttp2-client"
 
 want="$BUILD $RUNTIME $TEST"
