@@ -81,6 +81,8 @@ static const key_t_ keys[] = {
     {"tls-listen", 0, K_STR, OFF(tls_listen), NULL, "HTTPS address, HOST:PORT (default: the --listen host, port 8443)"},
     {"websocket-ping", 0, K_SECS, OFF(ws_ping), "30",
      "tusk run: seconds of silence before a WebSocket client is pinged; no answer in as long again closes it (0: never)"},
+    {"websocket-app", 0, K_STR, OFF(websocket_app), NULL,
+     "tusk serve: hand WebSocket upgrade requests on --listen to the `tusk run` app with this control socket"},
     {"app-socket", 0, K_STR, OFF(app_socket), NULL,
      "tusk run: the control socket other PHP processes push through (default: the pid file's name, .sock)"},
     {"pid-file", 0, K_STR, OFF(pid_file), NULL,

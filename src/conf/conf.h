@@ -24,6 +24,7 @@ typedef struct tusk_conf_s {
   char *app_action;       /* "start" (default), "stop", "reload" or "status" */
   char *pid_file;         /* tusk run: where the master's pid is kept */
   char *app_socket;       /* tusk run: the control socket's path */
+  char *websocket_app;    /* tusk serve: where WebSocket upgrades go (a tusk run control socket) */
   int daemon;             /* tusk run -D: detach from the terminal */
   double ws_ping;         /* tusk run: WebSocket idle ping period, seconds (0: off) */
   char *log_file;         /* --log-file: the log (stderr) goes there */

@@ -8,6 +8,7 @@
 #include <strings.h>
 #include <stddef.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/sendfile.h>
 #include <time.h>
 #include <unistd.h>
@@ -606,8 +607,72 @@ static int try_h2c_upgrade(tusk_h1_conn_t *c, const tusk_http_req_t *rq) {
   return 1;
 }
 
+/* --websocket-app: a WebSocket upgrade goes to a `tusk run` app, socket and
+ * all (its master answers the handshake). Returns 1 when handed over (or
+ * refused with an answer), 0 for a request that is not one. */
+static int try_websocket_handoff(tusk_h1_conn_t *c) {
+  const char *app = c->ctx->conf->websocket_app;
+  if (!app || !c->req.upgrade) return 0;
+  const tusk_h1_header_t *up = tusk_h1_find_header(&c->req, "upgrade");
+  if (!up || up->value_len != 9 || strncasecmp(up->value, "websocket", 9) != 0) return 0;
+  if (c->tls) {
+    /* The TLS session lives in this process: it cannot be handed over. */
+    respond_simple(c, 501, NULL, 1);
+    TUSK_INFO("%s:%d: 501 WebSocket over TLS on the HTTPS port is not handed to --websocket-app (use the app's own "
+              "port)", c->remote_addr, c->remote_port);
+    return 1;
+  }
+  int fd = -1;
+  if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0) return 0;
+  /* The frame: ADOPT, id 0, the head and what followed it. */
+  size_t hl = strlen(c->req.method); /* the head copy is one NUL-terminated string */
+  tusk_buf_t b;
+  tusk_buf_init(&b);
+  tusk_chan_frame_t f = {(uint32_t)(8 + hl + c->in.len), 54 /* TUSK_APP_CMD_ADOPT */, 0, 0};
+  uint64_t id = 0;
+  tusk_buf_append(&b, &f, sizeof f);
+  tusk_buf_append(&b, &id, 8);
+  tusk_buf_append(&b, c->req.method, hl);
+  tusk_buf_append(&b, c->in.data, c->in.len);
+  int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un un;
+  memset(&un, 0, sizeof un);
+  un.sun_family = AF_UNIX;
+  snprintf(un.sun_path, sizeof un.sun_path, "%s", app);
+  int ok = s >= 0 && connect(s, (struct sockaddr *)&un, sizeof un) == 0;
+  if (ok) {
+    char cm[CMSG_SPACE(sizeof(int))];
+    memset(cm, 0, sizeof cm);
+    struct iovec iov = {b.data, b.len};
+    struct msghdr mh = {0};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = cm;
+    mh.msg_controllen = sizeof cm;
+    struct cmsghdr *ch = CMSG_FIRSTHDR(&mh);
+    ch->cmsg_level = SOL_SOCKET;
+    ch->cmsg_type = SCM_RIGHTS;
+    ch->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(ch), &fd, sizeof(int));
+    ok = sendmsg(s, &mh, MSG_NOSIGNAL) == (ssize_t)b.len;
+  }
+  if (s >= 0) close(s);
+  tusk_buf_dispose(&b);
+  if (!ok) {
+    TUSK_WARN("%s:%d: cannot hand a WebSocket client to --websocket-app %s: %s: 503", c->remote_addr, c->remote_port,
+              app, strerror(errno));
+    respond_simple(c, 503, NULL, 1);
+    return 1;
+  }
+  /* The app owns the socket now: close our descriptor, send nothing. */
+  tusk_buf_reset(&c->in);
+  conn_close(c);
+  return 1;
+}
+
 static void dispatch(tusk_h1_conn_t *c) {
   uv_timer_stop(&c->timer);
+  if (try_websocket_handoff(c)) return;
   tusk_http_req_t rq;
   h1_view(c, &rq);
   if (try_h2c_upgrade(c, &rq)) {

@@ -36,6 +36,7 @@ enum {
   TUSK_APP_CMD_SEND_RAW = 51,   /* bytes as they are, no framing */
   TUSK_APP_CMD_SEND_BIN = 52,   /* websocket: a binary message */
   TUSK_APP_CMD_SENDTO = 53,     /* udp: id is the service; data as in EV_DGRAM */
+  TUSK_APP_CMD_ADOPT = 54,      /* control socket only: a client socket (SCM_RIGHTS) and the bytes read */
   TUSK_APP_READY = 60,          /* onWorkerStart ran */
 };
 

@@ -472,6 +472,8 @@ static void conn_send(app_conn_t *c, const char *data, size_t len, int raw) {
  * the connection (c->in), so an idle connection holds no input buffer. */
 static char shared_in[64 * 1024];
 
+static void conn_input(app_conn_t *c, const char *in, size_t len, size_t *used);
+
 static void on_conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   app_conn_t *c = h->data;
   if (c->in.len == 0) {
@@ -668,8 +670,6 @@ static void on_heartbeat(uv_timer_t *t) {
   }
 }
 
-static void conn_input(app_conn_t *c, const char *in, size_t len, size_t *used);
-
 static void on_conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
   app_conn_t *c = s->data;
   if (nread < 0) {
@@ -742,6 +742,8 @@ static void conn_input(app_conn_t *c, const char *in, size_t len, size_t *used) 
   *used = off;
 }
 
+static void conn_start(service_t *s, app_conn_t *c);
+
 static void on_accept(uv_stream_t *server, int status) {
   service_t *s = server->data;
   if (status < 0) return;
@@ -755,6 +757,11 @@ static void on_accept(uv_stream_t *server, int status) {
     uv_close((uv_handle_t *)&c->h.s, on_conn_closed);
     return;
   }
+  conn_start(s, c);
+}
+
+/* An accepted (or handed over) connection: registered, announced, read. */
+static void conn_start(service_t *s, app_conn_t *c) {
   c->id = ++A.next_id;
   c->svc = s;
   tusk_buf_init(&c->in);
@@ -937,9 +944,36 @@ static void on_command(app_worker_t *w, const tusk_chan_frame_t *f, const char *
  * READY. */
 
 typedef struct control_conn_s {
-  uv_pipe_t pipe;
+  uv_pipe_t pipe; /* ipc: `tusk serve` passes WebSocket clients' sockets (ADOPT) */
   tusk_buf_t in;
 } control_conn_t;
+
+/* ADOPT: a `tusk serve` process got a WebSocket upgrade on its HTTP port
+ * and hands the socket over (SCM_RIGHTS), with the bytes it read: the
+ * request head and whatever followed. The first websocket:// service
+ * takes it and answers the handshake as if it had accepted it. */
+static void adopt(control_conn_t *k, const char *data, size_t len) {
+  service_t *s = NULL;
+  for (int i = 0; i < A.nsvc && !s; i++) {
+    if (A.svc[i].websocket && A.svc[i].listening) s = &A.svc[i];
+  }
+  if (!uv_pipe_pending_count(&k->pipe) || uv_pipe_pending_type(&k->pipe) != UV_TCP) return;
+  app_conn_t *c = calloc(1, sizeof *c);
+  if (!c) return;
+  uv_tcp_init(A.loop, &c->h.tcp);
+  c->h.s.data = c;
+  if (uv_accept((uv_stream_t *)&k->pipe, &c->h.s) != 0 || !s || A.stopping) {
+    if (!s) TUSK_WARN("a WebSocket client was handed over, but this app has no websocket:// service");
+    c->closing = 1;
+    uv_close((uv_handle_t *)&c->h.s, on_conn_closed);
+    return;
+  }
+  conn_start(s, c);
+  if (c->closing) return;
+  size_t used = 0;
+  conn_input(c, data, len, &used);
+  if (!c->closing && used < len) tusk_buf_append(&c->in, data + used, len - used);
+}
 
 static void on_control_closed(uv_handle_t *h) {
   control_conn_t *k = h->data;
@@ -974,7 +1008,8 @@ static void on_control_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
       return;
     }
     off += (size_t)n;
-    if (f.type >= TUSK_APP_CMD_SEND && f.type <= TUSK_APP_CMD_SENDTO) on_command(NULL, &f, payload);
+    if (f.type == TUSK_APP_CMD_ADOPT && f.len >= 8) adopt(k, payload + 8, f.len - 8);
+    else if (f.type >= TUSK_APP_CMD_SEND && f.type <= TUSK_APP_CMD_SENDTO) on_command(NULL, &f, payload);
   }
   tusk_buf_consume(&k->in, off);
 }
@@ -983,7 +1018,7 @@ static void on_control_accept(uv_stream_t *server, int status) {
   if (status < 0) return;
   control_conn_t *k = calloc(1, sizeof *k);
   if (!k) return;
-  uv_pipe_init(A.loop, &k->pipe, 0);
+  uv_pipe_init(A.loop, &k->pipe, 1);
   k->pipe.data = k;
   tusk_buf_init(&k->in);
   if (uv_accept(server, (uv_stream_t *)&k->pipe) != 0) {

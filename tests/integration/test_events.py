@@ -739,3 +739,34 @@ def test_udp_service(app):
     assert u.recvfrom(65536)[0] == b"udp " + b"x" * 60000 + b" from 127.0.0.1"
     u.sendto(b"", ("127.0.0.1", a.ports["udp"]))
     assert u.recvfrom(2048)[0] == b"udp  from 127.0.0.1"
+
+
+@pytest.mark.parametrize("mode", ["pooled", "direct"])
+def test_websocket_on_the_http_port_is_handed_to_the_app(app, mode):
+    # `tusk serve --websocket-app SOCK`: an Upgrade: websocket request on the
+    # HTTP port goes, socket and all, to the `tusk run` app; other requests
+    # on that port are served as usual.
+    from conftest import Server
+    a = app()
+    sock = a.pidfile[:-4] + ".sock"
+    web = Server(os.path.join(PHP_DIR, "events_web"), ["--websocket-app", sock, "--mode", mode])
+    try:
+        c = WS(web.port, path="/live?x=1")
+        assert re.fullmatch(r"welcome \d+ /live\?x=1", c.recv())
+        c.send("hello")
+        assert c.recv() == "echo hello"
+        c.send("pid")
+        assert int(c.recv()) != web.proc.pid
+        import urllib.request
+        assert urllib.request.urlopen(web.url("/push.php?kind=all&msg=x"), timeout=10).status == 200
+        c.send(struct.pack(">H", 1000), op=8)
+        assert c.close_code() == 1000
+    finally:
+        web.stop()
+    # With the app gone: 503, not a hang.
+    a.stop()
+    web = Server(os.path.join(PHP_DIR, "events_web"), ["--websocket-app", sock, "--mode", mode])
+    try:
+        WS(web.port, expect=503)
+    finally:
+        web.stop()
