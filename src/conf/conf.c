@@ -62,6 +62,8 @@ static const key_t_ keys[] = {
     {"max-uri", 0, K_SIZE, OFF(max_uri), "8k", "longest request target -> 414"},
     {"max-headers", 0, K_INT, OFF(max_headers), "100", "most header fields in a request -> 431"},
     {"max-body-size", 0, K_SIZE, OFF(max_body), "8m", "largest request body (like post_max_size) -> 413"},
+    {"sse-keepalive", 0, K_SECS, OFF(sse_keepalive), "15",
+     "seconds a streamed text/event-stream response may be quiet before a ': keep-alive' comment (0: never)"},
     {"output-buffer-size", 0, K_SIZE, OFF(output_buffer), "4m",
      "response bytes held for a slow client before PHP waits for it; a longer unflushed response is streamed"},
     {"max-connections", 0, K_INT, OFF(max_connections), "10000", "open client connections at most"},

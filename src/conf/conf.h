@@ -61,6 +61,7 @@ typedef struct tusk_conf_s {
   size_t max_headers;
   size_t max_body;
   size_t output_buffer; /* a response's unsent bytes before its PHP worker waits */
+  double sse_keepalive; /* seconds; 0: no keep-alive comments */
   int max_connections;
   int queue_size;
   double header_timeout;

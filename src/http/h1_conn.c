@@ -983,6 +983,38 @@ static void php_head(tusk_http_job_t *j, const char *payload, size_t len) {
   tusk_h1_conn_t *c = CONN_OF(j);
   tusk_buf_reset(&c->php_head);
   tusk_buf_append(&c->php_head, payload, len);
+  tusk_chan_head_t h;
+  tusk_chan_head_parse(payload, len, &h);
+  c->sse = 0;
+  for (const char *l = h.lines, *end = h.lines + h.lines_len; l < end;) {
+    const char *eol = memchr(l, '\n', (size_t)(end - l));
+    size_t ll = eol ? (size_t)(eol - l) : (size_t)(end - l);
+    if (ll >= 30 && !strncasecmp(l, "content-type:", 13)) {
+      const char *v = l + 13;
+      while (*v == ' ') v++;
+      if (!strncasecmp(v, "text/event-stream", 17)) c->sse = 1;
+    }
+    l += ll + 1;
+  }
+  c->sse_tail[0] = c->sse_tail[1] = '\n';
+}
+
+static void stream_piece(tusk_h1_conn_t *c, tusk_buf_t *b, const char *data, size_t len, int mode);
+
+/* --sse-keepalive: a quiet text/event-stream response gets a comment line,
+ * so that proxies and browsers keep it open; only between events. */
+static void on_sse_keepalive(uv_timer_t *t) {
+  tusk_h1_conn_t *c = t->data;
+  if (c->closing || !c->streaming || !c->sse || !c->job.worker) {
+    uv_timer_stop(t);
+    return;
+  }
+  if (c->sse_tail[0] != '\n' || c->sse_tail[1] != '\n') return;
+  tusk_buf_t b;
+  tusk_buf_init(&b);
+  static const char ka[] = ": keep-alive\n\n";
+  stream_piece(c, &b, ka, sizeof ka - 1, 1);
+  conn_write(c, &b);
 }
 
 /* Appends one piece of a streamed body, chunk-framed on HTTP/1.1. */
@@ -1042,6 +1074,12 @@ static void php_body(tusk_http_job_t *j, const char *data, size_t len, int flush
   }
   stream_piece(c, &b, data, len, 1);
   conn_write(c, &b);
+  if (c->sse && !c->closing) {
+    if (len >= 2) memcpy(c->sse_tail, data + len - 2, 2);
+    else if (len == 1) c->sse_tail[0] = c->sse_tail[1], c->sse_tail[1] = data[0];
+    double ka = c->ctx->conf->sse_keepalive;
+    if (ka > 0) uv_timer_start(&c->timer, on_sse_keepalive, (uint64_t)(ka * 1000), (uint64_t)(ka * 1000));
+  }
 }
 
 static void php_end(tusk_http_job_t *j) {

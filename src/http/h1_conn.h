@@ -87,6 +87,8 @@ struct tusk_h1_conn_s {
   struct tusk_encoder_s *enc; /* compressing a streamed PHP response */
   int enc_kind;               /* tusk_enc_t of the response, 0: none */
   int streaming;
+  int sse;          /* PHP's response is text/event-stream: keep-alive comments while it is quiet */
+  char sse_tail[2]; /* its last two bytes streamed: a comment goes only between events */
   long long stream_left; /* streaming with PHP's Content-Length: bytes still due; -1: chunked */
   /* Static file body still to send. */
   int file_fd;

@@ -994,3 +994,44 @@ def dechunk(b):
             return bytes(out)
         out += b[eol + 2:eol + 2 + n]
         at = eol + 2 + n + 2
+
+
+def test_server_sent_events_stream_keepalive_and_disconnect(start_server, php_case, tmp_path):
+    s = start_server(php_case("http"), "--sse-keepalive", "0.3")
+    c = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+    # Events arrive as produced; while the script is quiet (1 s between
+    # events here) keep-alive comments are sent, and only between events.
+    c.sendall(b"GET /sse.php?n=2&gap=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    t0 = time.time()
+    data = b""
+    first_at = None
+    while b"tick 2" not in data:
+        b = c.recv(4096)
+        assert b, data
+        data += b
+        if first_at is None and b"tick 1" in data:
+            first_at = time.time() - t0
+    assert first_at is not None and first_at < 0.8, first_at
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert b"content-type: text/event-stream" in head.lower()
+    text = dechunk(body + b"0\r\n\r\n") if b"chunked" in head.lower() else body
+    if TEST_MODE != "direct":
+        # The master keeps the connection; in direct mode the loop is the
+        # script's, so the script itself must send comments while it sleeps.
+        assert text.count(b": keep-alive\n\n") >= 2, text
+    assert b"data: tick 1\n\n" in text and b"data: tick 2\n\n" in text
+    assert b"tick 1\n: keep-alive" not in text  # never inside an event
+    c.close()
+    # A client that leaves is seen by PHP at its next flush.
+    mark = tmp_path / "sse.mark"
+    c = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+    c.sendall(b"GET /sse.php?n=50&gap=0.1&mark=" + str(mark).encode() + b" HTTP/1.1\r\nHost: t\r\n\r\n")
+    data = b""
+    while b"tick 2" not in data:
+        data += c.recv(4096)
+    c.close()
+    deadline = time.time() + 10
+    while not mark.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    assert mark.exists() and mark.read_text().startswith("aborted after "), "PHP never saw the client leave"
+    assert int(mark.read_text().split()[-1]) < 50
