@@ -26,6 +26,7 @@ SCALE_ECHO_CONNS=${SCALE_ECHO_CONNS:-256}  # echo on top of the idle connections
 ECHO_CONNS=${ECHO_CONNS:-"32 256"}    # connection counts of the echo comparison
 ECHO_SIZE=${ECHO_SIZE:-64}
 DURATION=${DURATION:-10}              # measured seconds per echo run
+ECHO_REPEAT=${ECHO_REPEAT:-3}         # echo runs per server and connection count (median reported)
 WARMUP=${WARMUP:-2}                   # unmeasured seconds first
 SMALL_BCAST_CONNS=${SMALL_BCAST_CONNS:-900}  # broadcast vs Workerman, one PHP process each
 SETTLE=${SETTLE:-2}                   # seconds of quiet before memory is read
@@ -150,7 +151,7 @@ mem_snapshot() {
   for p in "$@"; do
     printf '%s\tworker\t%s\t%s\n' "$label" "$p" "$(mem_of "$p" | tr ' ' '\t')" >>"$RUN_DIR/mem.tsv"
   done
-  printf '%s\tkernel\t-\t%s\t0\t0\t0\n' "$label" "$(kernel_mem | awk '{print $1 "\t" $2}')" >>"$RUN_DIR/mem.tsv"
+  printf '%s\tkernel\t-\t%s\t0\t0\n' "$label" "$(kernel_mem | awk '{print $1 "\t" $2}')" >>"$RUN_DIR/mem.tsv"
 }
 
 # mem_get LABEL ROLE COLUMN: kB summed over the processes of that role
@@ -285,8 +286,12 @@ if [[ $NOFILE != unlimited ]] && ((N > NOFILE - 200)); then
 fi
 read -r PORT_LO PORT_HI </proc/sys/net/ipv4/ip_local_port_range
 PORTS_PER_SRC=$((PORT_HI - PORT_LO + 1))
-# Three quarters of the range per source address, to leave room for TIME_WAIT.
-SOURCES=$(((N + PORTS_PER_SRC * 3 / 4 - 1) / (PORTS_PER_SRC * 3 / 4)))
+# At most three quarters of the range per source address (room for
+# TIME_WAIT), and at most 10000 connections per address: beyond that the
+# kernel's search for a free port in connect() slows wsload down (19000
+# connections took 6 s from one address, 1.5 s from two).
+PER_SRC=$((PORTS_PER_SRC * 3 / 4 < 10000 ? PORTS_PER_SRC * 3 / 4 : 10000))
+SOURCES=$(((N + PER_SRC - 1) / PER_SRC))
 sysv() { if [[ -r /proc/sys/$1 ]]; then tr '\t' ' ' <"/proc/sys/$1"; else echo "n/a"; fi; }
 
 {
@@ -301,7 +306,7 @@ sysv() { if [[ -r /proc/sys/$1 ]]; then tr '\t' ' ' <"/proc/sys/$1"; else echo "
   echo "             net.core.somaxconn $(sysv net/core/somaxconn) (tusk listens with backlog 1024), net.ipv4.tcp_max_syn_backlog $(sysv net/ipv4/tcp_max_syn_backlog), wsload keeps 128 handshakes in flight"
   echo "             net.ipv4.tcp_mem $(sysv net/ipv4/tcp_mem) (pages), nf_conntrack_max $(sysv net/netfilter/nf_conntrack_max)"
   echo "settings:    WS_CONNS=$WS_CONNS N=$N ROUNDS=$ROUNDS BCAST_SIZE=$BCAST_SIZE BCAST_GAP_MS=$BCAST_GAP_MS SCALE_ECHO_CONNS=$SCALE_ECHO_CONNS"
-  echo "             ECHO_CONNS='$ECHO_CONNS' ECHO_SIZE=$ECHO_SIZE DURATION=$DURATION WARMUP=$WARMUP SMALL_BCAST_CONNS=$SMALL_BCAST_CONNS"
+  echo "             ECHO_CONNS='$ECHO_CONNS' ECHO_SIZE=$ECHO_SIZE DURATION=$DURATION WARMUP=$WARMUP ECHO_REPEAT=$ECHO_REPEAT SMALL_BCAST_CONNS=$SMALL_BCAST_CONNS"
   echo "             TUSK_WORKERS=$TUSK_WORKERS TUSK_ARGS='$TUSK_ARGS' WORKERMAN_PROCS=$WORKERMAN_PROCS"
 } | tee "$INFO" >&2
 if [[ -n $NOFILE_NOTE ]]; then
@@ -369,17 +374,25 @@ if ((AGAIN)); then
 fi
 
 # ---------------------------------------------------------------- 2. echo
-run_echo() { # label port root conns
-  local out=$RUN_DIR/echo-$1-$4.out
-  log "echo: $1, $4 connections, ${WARMUP}s + ${DURATION}s"
-  WSL_PID=""
+# One measured echo run; besides wsload's result line, the CPU seconds of the
+# server's first process (tusk: the master, which does all socket I/O) and of
+# its children (the PHP workers) over the whole run go to .cpu.
+run_echo() { # label port root conns repetition
+  local out=$RUN_DIR/echo-$1-$4-r$5.out m0 m1 w0 w1
+  local -a kids
+  log "echo: $1, $4 connections, ${WARMUP}s + ${DURATION}s (run $5 of $ECHO_REPEAT)"
+  mapfile -t kids < <(pgrep -P "$3")
+  m0=$(ticks "$3"); w0=$(ticks "${kids[@]}")
   "$WSLOAD" -p "$2" -n "$4" --echo-conns "$4" --echo-size "$ECHO_SIZE" --echo-secs "$DURATION" \
     --echo-warmup "$WARMUP" --cpu-pids "$(cpu_pids "$3")" >"$out" 2>"${out%.out}.err" &
   WSL_PID=$!
   wsload_wait || log "wsload for $1 exited non-zero (${out%.out}.err)"
+  m1=$(ticks "$3"); w1=$(ticks "${kids[@]}")
+  echo "$(((m1 - m0) * 100 / CLK_TCK)) $(((w1 - w0) * 100 / CLK_TCK))" >"${out%.out}.cpu"
   log "$(grep '^echo' "$out" || echo "no result")"
 }
 
+CLK_TCK=$(getconf CLK_TCK)
 WM=""
 if [[ -n $WORKERMAN_DIR ]]; then
   start_workerman workerman "$WORKERMAN_WS_PORT" "$WORKERMAN_PROCS"
@@ -387,9 +400,17 @@ if [[ -n $WORKERMAN_DIR ]]; then
 else
   log "WORKERMAN_DIR not set: skipping Workerman"
 fi
-for c in $ECHO_CONNS; do
-  run_echo tusk "$TUSK_WS_PORT" "$TUSK" "$c"
-  [[ -n $WM ]] && run_echo workerman "$WORKERMAN_WS_PORT" "$WM" "$c"
+# Repetitions alternate which server goes first.
+for ((r = 1; r <= ECHO_REPEAT; r++)); do
+  for c in $ECHO_CONNS; do
+    if [[ -n $WM ]] && ((r % 2 == 0)); then
+      run_echo workerman "$WORKERMAN_WS_PORT" "$WM" "$c" "$r"
+      run_echo tusk "$TUSK_WS_PORT" "$TUSK" "$c" "$r"
+    else
+      run_echo tusk "$TUSK_WS_PORT" "$TUSK" "$c" "$r"
+      [[ -n $WM ]] && run_echo workerman "$WORKERMAN_WS_PORT" "$WM" "$c" "$r"
+    fi
+  done
 done
 
 # ---------------------------------------------------------------- 3. broadcast, one PHP process each
@@ -420,6 +441,21 @@ per_conn() { # label0 label1 role column -> bytes per connection
   awk -v a="$a" -v b="$b" -v n="$CONNECTED" 'BEGIN { printf "%.0f", (b - a) * 1024 / n }'
 }
 kb() { mem_get "$1" "$2" "$3"; }
+# Median over the echo runs of a server and connection count.
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else print v[int((NR + 1) / 2)] }'; }
+echo_median() {
+  local r
+  for ((r = 1; r <= ECHO_REPEAT; r++)); do
+    [[ -f $RUN_DIR/echo-$1-$2-r$r.out ]] && kv "$RUN_DIR/echo-$1-$2-r$r.out" echo "$3"
+  done | grep -v '^-$' | median
+}
+echo_cpu() {
+  local r m w
+  [[ -f $RUN_DIR/echo-$1-$2-r1.cpu ]] || { echo "-"; return; }
+  m=$(for ((r = 1; r <= ECHO_REPEAT; r++)); do awk '{ printf "%.2f\n", $1 / 100 }' "$RUN_DIR/echo-$1-$2-r$r.cpu"; done | median)
+  w=$(for ((r = 1; r <= ECHO_REPEAT; r++)); do awk '{ printf "%.2f\n", $2 / 100 }' "$RUN_DIR/echo-$1-$2-r$r.cpu"; done | median)
+  echo "$m / $w"
+}
 AGAIN_HDR=""
 ((AGAIN)) && AGAIN_HDR=" → $N again, idle → closed"
 again() { ((AGAIN)) && printf ' → %s → %s' "$(kb idle-again "$1" 6)" "$(kb closed-again "$1" 6)"; return 0; }
@@ -468,16 +504,28 @@ S=$SCALE_OUT
   echo
   echo "## Echo: tusk ($TUSK_WORKERS workers) vs Workerman ($WORKERMAN_PROCS processes)"
   echo
-  echo "Closed loop: each connection sends a $ECHO_SIZE-byte text message and waits for it to come back; ${WARMUP} s warmup, ${DURATION} s measured."
+  echo "Closed loop: each connection sends a $ECHO_SIZE-byte text message and waits for it to come back; ${WARMUP} s warmup, ${DURATION} s measured, $ECHO_REPEAT runs."
   echo "CPU µs/msg: CPU time of all the server's processes (tusk: master + workers) / messages."
   echo
-  echo "| conns | tusk msgs/s | workerman msgs/s | **tusk / workerman** | tusk RTT p50 / p99 (ms) | workerman RTT p50 / p99 (ms) | tusk CPU µs/msg | workerman CPU µs/msg |"
-  echo "|---|---|---|---|---|---|---|---|"
+  echo "| conns | tusk msgs/s | workerman msgs/s | **tusk / workerman** | tusk RTT p50 / p99 (ms) | workerman RTT p50 / p99 (ms) | tusk CPU µs/msg | workerman CPU µs/msg | tusk CPU s: master / workers | workerman CPU s: master / workers |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
   for c in $ECHO_CONNS; do
-    t=$RUN_DIR/echo-tusk-$c.out w=$RUN_DIR/echo-workerman-$c.out
-    tr=$(kv "$t" echo msgs_per_s) wr=$(kv "$w" echo msgs_per_s)
-    echo "| $c | $tr | ${wr/-/skipped} | **$(div "$tr" "$wr")** | $(kv "$t" echo rtt_p50_ms) / $(kv "$t" echo rtt_p99_ms) | $(kv "$w" echo rtt_p50_ms) / $(kv "$w" echo rtt_p99_ms) | $(kv "$t" echo server_cpu_us_per_msg) | $(kv "$w" echo server_cpu_us_per_msg) |"
+    tr=$(echo_median tusk "$c" msgs_per_s) wr=$(echo_median workerman "$c" msgs_per_s)
+    echo "| $c | $tr | ${wr/-/skipped} | **$(div "$tr" "$wr")** | $(echo_median tusk "$c" rtt_p50_ms) / $(echo_median tusk "$c" rtt_p99_ms) | $(echo_median workerman "$c" rtt_p50_ms) / $(echo_median workerman "$c" rtt_p99_ms) | $(echo_median tusk "$c" server_cpu_us_per_msg) | $(echo_median workerman "$c" server_cpu_us_per_msg) | $(echo_cpu tusk "$c") | $(echo_cpu workerman "$c") |"
   done
+  echo
+  echo "Medians of $ECHO_REPEAT runs each (servers alternating); msgs/s of every run:"
+  echo
+  for c in $ECHO_CONNS; do
+    for s in tusk workerman; do
+      [[ -f $RUN_DIR/echo-$s-$c-r1.out ]] || continue
+      echo "* $s, $c connections: $(for ((r = 1; r <= ECHO_REPEAT; r++)); do kv "$RUN_DIR/echo-$s-$c-r$r.out" echo msgs_per_s; done | paste -sd' ' -)"
+    done
+  done
+  echo
+  echo "CPU s: whole runs (connect, warmup and measured part) of the first process and of its children,"
+  echo "median over the runs; tusk's master does all the socket I/O, Workerman's master is idle."
+  echo
   if ((SMALL_BCAST_CONNS > 0)); then
     echo
     echo "## Broadcast with one PHP process each, $SMALL_BCAST_CONNS connections"

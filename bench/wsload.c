@@ -713,7 +713,7 @@ static void usage(void) {
   fprintf(stderr,
           "usage: wsload -p PORT [-H 127.0.0.1] [-n CONNS] [options]\n"
           "  --path /             request path\n"
-          "  --sources K          source addresses 127.0.0.2 .. (default: one per 20000 connections)\n"
+          "  --sources K          source addresses 127.0.0.2 .. (default: one per 10000 connections)\n"
           "  --first-source X     the first source address is 127.0.0.X (2)\n"
           "  --inflight K         handshakes at a time (128)\n"
           "  --connect-timeout S  give up when no connection completes for S s (20)\n"
@@ -858,7 +858,10 @@ int main(int argc, char **argv) {
   if (G.port <= 0 || G.n <= 0 || G.inflight_max <= 0) usage();
   if (G.bcast_size < 24 || G.bcast_size > MAX_PAYLOAD - 16) die("%s", "--bcast-size must be 24..64984");
   if (G.echo_size < 1 || G.echo_size > MAX_PAYLOAD) die("%s", "--echo-size must be 1..65000");
-  if (G.sources <= 0) G.sources = G.n / 20000 + 1;
+  /* One address per 10000 connections: with a single source address the
+   * kernel's search for a free port in connect() becomes the bottleneck
+   * (measured: 19000 connections in 6 s from one address, 1.5 s from two). */
+  if (G.sources <= 0) G.sources = (G.n + 9999) / 10000;
   if (G.src_first < 1 || G.src_first + G.sources > 255) die("%s", "source addresses must stay within 127.0.0.1-254");
   for (int i = 0; i < G.echo_size; i++) pad[i] = (uint8_t)('a' + i % 26);
 
