@@ -24,6 +24,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -744,15 +745,32 @@ static void conn_input(app_conn_t *c, const char *in, size_t len, size_t *used) 
 
 static void conn_start(service_t *s, app_conn_t *c);
 
+/* Out of descriptors, most often (libuv then drops the waiting clients):
+ * say so, once a second; the listener stays. */
+static void accept_failed(service_t *s, int err) {
+  static uint64_t last;
+  uint64_t now = uv_now(A.loop);
+  if (last && now - last < 1000) return;
+  last = now;
+  TUSK_WARN("service %s: connections are being refused or about to be: %s%s", s->listen, uv_strerror(err),
+            err == UV_EMFILE || err == UV_ENFILE || err == UV_EAGAIN ? " (out of file descriptors? raise ulimit -n)"
+                                                                     : "");
+}
+
 static void on_accept(uv_stream_t *server, int status) {
   service_t *s = server->data;
-  if (status < 0) return;
+  if (status < 0) {
+    accept_failed(s, status);
+    return;
+  }
   app_conn_t *c = calloc(1, sizeof *c);
   if (!c) return;
   if (s->is_unix) uv_pipe_init(A.loop, &c->h.pipe, 0);
   else uv_tcp_init(A.loop, &c->h.tcp);
   c->h.s.data = c;
-  if (uv_accept(server, &c->h.s) != 0 || A.stopping) {
+  int rc = uv_accept(server, &c->h.s);
+  if (rc != 0 || A.stopping) {
+    if (rc != 0) accept_failed(s, rc);
     c->closing = 1;
     uv_close((uv_handle_t *)&c->h.s, on_conn_closed);
     return;
@@ -760,8 +778,12 @@ static void on_accept(uv_stream_t *server, int status) {
   conn_start(s, c);
 }
 
+static size_t nofile; /* RLIMIT_NOFILE: the most connections this master can hold */
+
 /* An accepted (or handed over) connection: registered, announced, read. */
 static void conn_start(service_t *s, app_conn_t *c) {
+  /* libuv drops clients silently once descriptors run out: warn before. */
+  if (nofile && A.count + 32 >= nofile) accept_failed(s, UV_EMFILE);
   c->id = ++A.next_id;
   c->svc = s;
   tusk_buf_init(&c->in);
@@ -1568,6 +1590,18 @@ int tusk_app_master_run(tusk_conf_t *conf, const char *argv0) {
     return 1;
   }
   A.loop = uv_default_loop();
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+    /* Use the hard limit if we may; each connection is one descriptor. */
+    if (rl.rlim_cur < rl.rlim_max) {
+      rl.rlim_cur = rl.rlim_max;
+      setrlimit(RLIMIT_NOFILE, &rl);
+      getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    nofile = (size_t)rl.rlim_cur;
+    TUSK_INFO("open-files limit %zu: at most about %zu client connections (raise it with ulimit -n)", nofile,
+              nofile > 32 ? nofile - 32 : 0);
+  }
   for (int i = 0; i < A.nsvc; i++) {
     if (listen_service(&A.svc[i], err, sizeof err) != 0) {
       fprintf(stderr, "tusk: %s\n", err);

@@ -770,3 +770,38 @@ def test_websocket_on_the_http_port_is_handed_to_the_app(app, mode):
         WS(web.port, expect=503)
     finally:
         web.stop()
+
+
+def test_running_out_of_descriptors_is_logged_and_survived(tmp_path):
+    # libuv drops clients silently once the descriptors are gone: the master
+    # says so in its log, and keeps serving the connections it has.
+    log = tmp_path / "log"
+    env = dict(os.environ, TUSK_TEST_MARK=str(tmp_path / "mark"), TUSK_TEST_UNIX="")
+    p = subprocess.Popen(["bash", "-c", 'ulimit -n 128; exec "$0" run "$1" --workers 1 --pid-file "$2"', TUSK_BIN,
+                          APP, str(tmp_path / "p.pid")], stderr=open(log, "wb"), env=env)
+    try:
+        deadline = time.time() + 15
+        port = None
+        while port is None and time.time() < deadline:
+            m = re.search(r"text://127\.0\.0\.1:(\d+)", log.read_text())
+            port = m and int(m.group(1))
+            time.sleep(0.05)
+        assert "open-files limit 128" in log.read_text()
+        first = Line(port)
+        socks = []
+        for _ in range(150):
+            try:
+                socks.append(socket.create_connection(("127.0.0.1", port), timeout=2))
+            except OSError:
+                pass
+        deadline = time.time() + 5
+        while "raise ulimit -n" not in log.read_text() and time.time() < deadline:
+            time.sleep(0.05)
+        assert "raise ulimit -n" in log.read_text(), log.read_text()
+        for s in socks:
+            s.close()
+        assert first.ask("still") == "echo still"
+        assert p.poll() is None
+    finally:
+        p.terminate()
+        p.wait(10)
