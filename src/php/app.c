@@ -178,7 +178,7 @@ static void watch_streams(zval *arr, short events, struct pollfd *pf, zend_long 
 }
 
 /* Sends what is queued, then waits up to timeout_ms (-1: no limit) for
- * events; returns them as [type, id, service, data] lists (maybe none), or
+ * events; returns them as [type, id, service, data, flags] lists (maybe none), or
  * null when the worker must stop. */
 PHP_FUNCTION(tusk_app_wait) {
   zend_long timeout;
@@ -224,11 +224,12 @@ PHP_FUNCTION(tusk_app_wait) {
       uint64_t id;
       memcpy(&id, payload, 8);
       zval ev;
-      array_init_size(&ev, 4);
+      array_init_size(&ev, 5);
       add_next_index_long(&ev, f.type);
       add_next_index_long(&ev, (zend_long)id);
       add_next_index_long(&ev, f.seq);
       add_next_index_stringl(&ev, payload + 8, f.len - 8);
+      add_next_index_long(&ev, f.flags); /* EV_DATA of a websocket: 1 for a binary message */
       add_next_index_zval(return_value, &ev);
       got++;
     }

@@ -532,6 +532,27 @@ def test_websocket_handshake_messages_and_close(app):
     assert a.marks("wsclose") == 1
 
 
+def test_websocket_message_type_reaches_php(app):
+    a = app()
+    c = WS(a.ports["ws"])
+    c.recv()
+    # Binary messages are flagged as such in PHP ($c->lastMessageBinary), even
+    # when their bytes are valid UTF-8, empty, fragmented or follow a text one.
+    c.send(b"\x00\xff", op=2)
+    assert c.frame()[:2] == (2, b"bin \x00\xff")
+    c.send(b"plain ascii", op=2)
+    assert c.frame()[:2] == (2, b"bin plain ascii")
+    c.send(b"", op=2)
+    assert c.frame()[:2] == (2, b"bin ")
+    c.send("text again")
+    assert c.frame()[:2] == (1, b"echo text again")
+    c.send(b"frag", op=2, fin=False)
+    c.send(b"mented", op=0, fin=True)
+    assert c.frame()[:2] == (2, b"bin fragmented")
+    c.send("")
+    assert c.frame()[:2] == (1, b"echo ")
+
+
 def test_websocket_server_close_and_large_messages(app):
     a = app()
     c = WS(a.ports["ws"])

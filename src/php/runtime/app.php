@@ -77,6 +77,8 @@ class Connection
 {
     public const BINARY = 1;
     public string $buffer = '';
+    /** websocket://: true when the message onMessage is handling came as a binary one (false: text). */
+    public bool $lastMessageBinary = false;
     private bool $closed = false;
 
     public function __construct(public int $id, public Worker $worker, private string $remote)
@@ -535,7 +537,7 @@ final class Timer
 /** @internal the worker process's event loop. */
 final class Loop
 {
-    // master -> worker (Internal\app_wait() events: [type, connection id, service, data])
+    // master -> worker (Internal\app_wait() events: [type, connection id, service, data, flags])
     public const EV_OPEN = 20, EV_DATA = 21, EV_CLOSE = 22, EV_FULL = 23, EV_DRAIN = 24, EV_STOP = 25, EV_ERROR = 26;
     // worker -> master (Internal\app_cmd())
     public const CMD_SEND = 41, CMD_CLOSE = 42, CMD_PAUSE = 43, CMD_RESUME = 44, CMD_JOIN = 45, CMD_LEAVE = 46,
@@ -602,7 +604,7 @@ final class Loop
             if ($events === null) {
                 break;
             }
-            foreach ($events as [$type, $cid, $svc, $data]) {
+            foreach ($events as [$type, $cid, $svc, $data, $flags]) {
                 switch ($type) {
                     case self::EV_DGRAM:
                         $w = Worker::$workers[$svc] ?? null;
@@ -628,6 +630,7 @@ final class Loop
                         if ($c === null) {
                             break;
                         }
+                        $c->lastMessageBinary = ($flags & 1) === 1;
                         if ($c->worker->protocol !== null) {
                             self::input($c, $data);
                         } elseif ($c->worker->onMessage) {

@@ -116,6 +116,13 @@ $ws->onWebSocketConnect = function (Connection $c, string $head) {
 };
 $ws->onConnect = fn(Connection $c) => $c->send('welcome ' . $c->id . ' ' . $c->path);
 $ws->onMessage = function (Connection $c, string $data) use ($handler) {
+    if ($c->lastMessageBinary) {
+        // A binary message comes back binary, whatever its bytes (an echo keeps the type).
+        $c->websocketType = Connection::BINARY;
+        $c->send('bin ' . $data);
+        $c->websocketType = 0;
+        return;
+    }
     if ($data === 'binary') {
         $c->websocketType = Connection::BINARY;
         $c->send("\x00\x01\xff");
