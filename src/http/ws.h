@@ -54,7 +54,8 @@ enum {
   TUSK_WS_PONG = 0xa,
 };
 
-/* Close codes (RFC 6455 7.4.1; 1012-1014 from the IANA registry). */
+/* Close codes (RFC 6455 7.4.1; 1012-1013 from the IANA registry; 1014 is
+ * refused, as the Autobahn testsuite expects). */
 enum {
   TUSK_WS_NORMAL = 1000,
   TUSK_WS_GOING_AWAY = 1001,
@@ -215,7 +216,7 @@ int tusk_ws_send_fragment(tusk_ws_t *ws, int opcode, const void *data, size_t le
 int tusk_ws_ping(tusk_ws_t *ws, const void *data, size_t len);
 int tusk_ws_pong(tusk_ws_t *ws, const void *data, size_t len);
 /* Queues our close: code 0 sends none (reason must then be empty), else a
- * code that may be sent (1000-1003, 1007-1014, 3000-4999) and a UTF-8
+ * code that may be sent (1000-1003, 1007-1013, 3000-4999) and a UTF-8
  * reason of at most 123 bytes (-EINVAL otherwise). Later sends fail with
  * TUSK_ECLOSED; messages still arriving are delivered until the peer's
  * close, which makes the engine done. TUSK_ECLOSED if already sent. */

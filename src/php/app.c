@@ -239,7 +239,7 @@ PHP_FUNCTION(tusk_app_wait) {
     int pr = poll(pf, (nfds_t)nw, timeout < 0 ? -1 : (int)TUSK_MIN(timeout, INT32_MAX));
     if (pr < 0 && errno == EINTR) continue;
     if (pr < 0) break;
-    /* Async client streams: [30 readable | 31 writable, key, 0, ""]. */
+    /* Async client streams: [30 readable | 31 writable, key, 0, "", 0]. */
     for (int i = 1; i < nw; i++) {
       if (pr > 0 && pre[i]) pf[i].revents |= POLLIN;
       if (pr >= 0 && pre[i] && !pf[i].revents) pf[i].revents = POLLIN;
@@ -250,6 +250,7 @@ PHP_FUNCTION(tusk_app_wait) {
       add_next_index_long(&ev, keys[i]);
       add_next_index_long(&ev, 0);
       add_next_index_stringl(&ev, "", 0);
+      add_next_index_long(&ev, 0);
       add_next_index_zval(return_value, &ev);
       got++;
     }
