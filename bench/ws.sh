@@ -41,6 +41,7 @@ WORKERMAN_PROCS=${WORKERMAN_PROCS:-2}
 PHP_CLI_BIN=${PHP_CLI_BIN:-/usr/bin/php8.2}
 
 TUSK_WS_PORT=${TUSK_WS_PORT:-18090}        # tusk, TUSK_WORKERS workers
+TUSK_WSD_PORT=${TUSK_WSD_PORT:-18094}      # tusk --mode direct, TUSK_WORKERS workers (echo)
 WORKERMAN_WS_PORT=${WORKERMAN_WS_PORT:-18091}   # workerman, WORKERMAN_PROCS processes
 TUSK_WS1_PORT=${TUSK_WS1_PORT:-18092}      # tusk, 1 worker (broadcast comparison)
 WORKERMAN_WS1_PORT=${WORKERMAN_WS1_PORT:-18093} # workerman, 1 process
@@ -214,15 +215,15 @@ wait_tusk_ready() {
   die "tusk's $want workers were not ready within 20 s"
 }
 
-start_tusk() { # name port workers
-  local name=$1 port=$2 workers=$3
-  port_busy "$port" && die "port $port is in use (set TUSK_WS_PORT / TUSK_WS1_PORT)"
+start_tusk() { # name port workers [mode]
+  local name=$1 port=$2 workers=$3 mode=${4:-pooled}
+  port_busy "$port" && die "port $port is in use (set TUSK_WS_PORT / TUSK_WSD_PORT / TUSK_WS1_PORT)"
   # shellcheck disable=SC2086
   start_bg "$TMP/$name.log" env WS_PORT="$port" "$TUSK_BIN" run "$REPO_DIR/bench/app/ws_app.php" \
-    --workers "$workers" --pid-file "$TMP/$name.pid" $TUSK_ARGS
+    --workers "$workers" --mode "$mode" --pid-file "$TMP/$name.pid" $TUSK_ARGS
   wait_ws "$name" "$port" "$BG_PID" "$TMP/$name.log"
   wait_tusk_ready "$TMP/$name.pid" "$workers"
-  log "$name: tusk run bench/app/ws_app.php --workers $workers $TUSK_ARGS on 127.0.0.1:$port (pid $BG_PID)"
+  log "$name: tusk run bench/app/ws_app.php --workers $workers --mode $mode $TUSK_ARGS on 127.0.0.1:$port (pid $BG_PID)"
 }
 
 start_workerman() { # name port procs
@@ -393,23 +394,29 @@ run_echo() { # label port root conns repetition
 }
 
 CLK_TCK=$(getconf CLK_TCK)
-WM=""
+# Echo servers: tusk (pooled: the master holds the connections), tusk-direct
+# (--mode direct: each worker owns its connections), Workerman.
+ECHO_SERVERS=(tusk)
+declare -A ECHO_PORT=([tusk]=$TUSK_WS_PORT) ECHO_ROOT=([tusk]=$TUSK)
+start_tusk tusk-direct "$TUSK_WSD_PORT" "$TUSK_WORKERS" direct
+ECHO_SERVERS+=(tusk-direct)
+ECHO_PORT[tusk-direct]=$TUSK_WSD_PORT
+ECHO_ROOT[tusk-direct]=$BG_PID
 if [[ -n $WORKERMAN_DIR ]]; then
   start_workerman workerman "$WORKERMAN_WS_PORT" "$WORKERMAN_PROCS"
-  WM=$BG_PID
+  ECHO_SERVERS+=(workerman)
+  ECHO_PORT[workerman]=$WORKERMAN_WS_PORT
+  ECHO_ROOT[workerman]=$BG_PID
 else
   log "WORKERMAN_DIR not set: skipping Workerman"
 fi
-# Repetitions alternate which server goes first.
+# Repetitions rotate which server goes first.
 for ((r = 1; r <= ECHO_REPEAT; r++)); do
   for c in $ECHO_CONNS; do
-    if [[ -n $WM ]] && ((r % 2 == 0)); then
-      run_echo workerman "$WORKERMAN_WS_PORT" "$WM" "$c" "$r"
-      run_echo tusk "$TUSK_WS_PORT" "$TUSK" "$c" "$r"
-    else
-      run_echo tusk "$TUSK_WS_PORT" "$TUSK" "$c" "$r"
-      [[ -n $WM ]] && run_echo workerman "$WORKERMAN_WS_PORT" "$WM" "$c" "$r"
-    fi
+    for ((k = 0; k < ${#ECHO_SERVERS[@]}; k++)); do
+      s=${ECHO_SERVERS[$(((k + r - 1) % ${#ECHO_SERVERS[@]}))]}
+      run_echo "$s" "${ECHO_PORT[$s]}" "${ECHO_ROOT[$s]}" "$c" "$r"
+    done
   done
 done
 
@@ -502,29 +509,35 @@ S=$SCALE_OUT
   echo "load generator sends \"broadcast ...\" on one connection until each connection has read the message (one"
   echo "client process reads all $CONNECTED sockets, so this includes its own time)."
   echo
-  echo "## Echo: tusk ($TUSK_WORKERS workers) vs Workerman ($WORKERMAN_PROCS processes)"
+  echo "## Echo: tusk ($TUSK_WORKERS workers; pooled and --mode direct) vs Workerman ($WORKERMAN_PROCS processes)"
   echo
   echo "Closed loop: each connection sends a $ECHO_SIZE-byte text message and waits for it to come back; ${WARMUP} s warmup, ${DURATION} s measured, $ECHO_REPEAT runs."
   echo "CPU µs/msg: CPU time of all the server's processes (tusk: master + workers) / messages."
+  echo "tusk: the master holds every connection (they survive worker restarts and reloads); tusk-direct: each PHP"
+  echo "worker owns the connections it accepted, as Workerman's processes do."
   echo
-  echo "| conns | tusk msgs/s | workerman msgs/s | **tusk / workerman** | tusk RTT p50 / p99 (ms) | workerman RTT p50 / p99 (ms) | tusk CPU µs/msg | workerman CPU µs/msg | tusk CPU s: master / workers | workerman CPU s: master / workers |"
-  echo "|---|---|---|---|---|---|---|---|---|---|"
+  echo "| conns | server | msgs/s | **vs workerman** | RTT p50 / p99 (ms) | CPU µs/msg | CPU s: master / workers |"
+  echo "|---|---|---|---|---|---|---|"
   for c in $ECHO_CONNS; do
-    tr=$(echo_median tusk "$c" msgs_per_s) wr=$(echo_median workerman "$c" msgs_per_s)
-    echo "| $c | $tr | ${wr/-/skipped} | **$(div "$tr" "$wr")** | $(echo_median tusk "$c" rtt_p50_ms) / $(echo_median tusk "$c" rtt_p99_ms) | $(echo_median workerman "$c" rtt_p50_ms) / $(echo_median workerman "$c" rtt_p99_ms) | $(echo_median tusk "$c" server_cpu_us_per_msg) | $(echo_median workerman "$c" server_cpu_us_per_msg) | $(echo_cpu tusk "$c") | $(echo_cpu workerman "$c") |"
+    wr=$(echo_median workerman "$c" msgs_per_s)
+    for s in tusk tusk-direct workerman; do
+      [[ -f $RUN_DIR/echo-$s-$c-r1.out ]] || continue
+      tr=$(echo_median "$s" "$c" msgs_per_s)
+      echo "| $c | $s | $tr | **$(div "$tr" "$wr")** | $(echo_median "$s" "$c" rtt_p50_ms) / $(echo_median "$s" "$c" rtt_p99_ms) | $(echo_median "$s" "$c" server_cpu_us_per_msg) | $(echo_cpu "$s" "$c") |"
+    done
   done
   echo
-  echo "Medians of $ECHO_REPEAT runs each (servers alternating); msgs/s of every run:"
+  echo "Medians of $ECHO_REPEAT runs each (the order of servers rotates); msgs/s of every run:"
   echo
   for c in $ECHO_CONNS; do
-    for s in tusk workerman; do
+    for s in tusk tusk-direct workerman; do
       [[ -f $RUN_DIR/echo-$s-$c-r1.out ]] || continue
       echo "* $s, $c connections: $(for ((r = 1; r <= ECHO_REPEAT; r++)); do kv "$RUN_DIR/echo-$s-$c-r$r.out" echo msgs_per_s; done | paste -sd' ' -)"
     done
   done
   echo
   echo "CPU s: whole runs (connect, warmup and measured part) of the first process and of its children,"
-  echo "median over the runs; tusk's master does all the socket I/O, Workerman's master is idle."
+  echo "median over the runs; tusk's master does all the socket I/O (tusk-direct's and Workerman's masters are idle)."
   echo
   if ((SMALL_BCAST_CONNS > 0)); then
     echo

@@ -31,7 +31,8 @@ static const key_t_ keys[] = {
     {"listen", 'l', K_STR, OFF(listen), "127.0.0.1:8080", "address to listen on, HOST:PORT (port 0 picks a free one)"},
     {"workers", 'w', K_INT, OFF(workers), "0", "PHP worker processes (0: twice the CPU count)"},
     {"mode", 'm', K_STR, OFF(mode), "pooled",
-     "pooled (fair: requests go to idle workers) or direct (fastest: workers own connections); docs/modes.md"},
+     "pooled (fair: requests go to idle workers; tusk run: the master holds the connections) or direct "
+     "(fastest: workers own connections); docs/modes.md, docs/event-servers.md"},
     {"front-controller", 0, K_STR, OFF(front_controller), NULL,
      "script that handles paths that are not files (default: index.php when present; 'off' disables)"},
     {"worker", 0, K_STR, OFF(worker), NULL,

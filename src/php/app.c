@@ -9,6 +9,7 @@
 #include <sys/un.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/buf.h"
@@ -27,6 +28,7 @@ static struct {
   int role;
   int stop;
   tusk_buf_t in, out;
+  const tusk_app_local_t *local; /* direct mode: this process's own loop */
 } A = {-1, -1, 0};
 
 static int write_all(int fd, const char *p, size_t n) {
@@ -48,6 +50,14 @@ static int write_all(int fd, const char *p, size_t n) {
 }
 
 static void out_flush(void) {
+  if (A.out.len && A.local) {
+    /* The commands may queue more (an event loop turn does not run here). */
+    tusk_buf_t cmds = A.out;
+    tusk_buf_init(&A.out);
+    A.local->commands(cmds.data, cmds.len);
+    tusk_buf_dispose(&cmds);
+    return;
+  }
   if (A.out.len && A.fd >= 0) {
     if (write_all(A.fd, A.out.data, A.out.len) != 0) A.stop = 1; /* the master is gone */
   }
@@ -204,6 +214,11 @@ PHP_FUNCTION(tusk_app_wait) {
   if (A.stop || A.fd < 0) RETURN_NULL();
   array_init(return_value);
   int waited = 0;
+  struct timespec t0, now;
+  if (A.local) {
+    if (timeout > 0) clock_gettime(CLOCK_MONOTONIC, &t0);
+    A.local->take(&A.in); /* what the commands above caused (a close: its CLOSE event) */
+  }
   for (;;) {
     size_t off = 0;
     int got = 0;
@@ -235,6 +250,47 @@ PHP_FUNCTION(tusk_app_wait) {
     }
     tusk_buf_consume(&A.in, off);
     if (got || A.stop || waited) break;
+    if (A.local) {
+      int left = timeout < 0 ? -1 : (int)TUSK_MIN(timeout, INT32_MAX);
+      if (left > 0) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        int64_t spent = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
+        left = spent >= left ? 0 : (int)(left - spent);
+      }
+      int expired;
+      if (nw > 1) {
+        /* Async client streams beside the loop: poll both, then turn the loop. */
+        int bt = A.local->backend_timeout();
+        pf[0] = (struct pollfd){A.local->backend_fd(), POLLIN, 0};
+        int t = left < 0 ? bt : bt < 0 ? left : TUSK_MIN(left, bt);
+        int pr = poll(pf, (nfds_t)nw, t);
+        if (pr < 0 && errno == EINTR) continue;
+        for (int i = 1; i < nw; i++) {
+          if (pre[i] && pr >= 0) pf[i].revents |= POLLIN;
+          if (pr < 0 || !pf[i].revents) continue;
+          zval ev;
+          array_init_size(&ev, 5);
+          add_next_index_long(&ev, i < nr_end ? 30 : 31);
+          add_next_index_long(&ev, keys[i]);
+          add_next_index_long(&ev, 0);
+          add_next_index_stringl(&ev, "", 0);
+          add_next_index_long(&ev, 0);
+          add_next_index_zval(return_value, &ev);
+          got++;
+        }
+        nw = 1;
+        A.local->run(0);
+        expired = pr == 0 && t == left;
+      } else {
+        expired = A.local->run(left);
+      }
+      A.local->take(&A.in);
+      if (got || (expired && A.in.len == 0)) {
+        if (A.in.len == 0) break;
+        waited = 1; /* parse what came, then return */
+      }
+      continue;
+    }
     pf[0] = (struct pollfd){A.fd, POLLIN, 0};
     int pr = poll(pf, (nfds_t)nw, timeout < 0 ? -1 : (int)TUSK_MIN(timeout, INT32_MAX));
     if (pr < 0 && errno == EINTR) continue;
@@ -404,8 +460,9 @@ static int stdout_write(void *ctx, const char *frames, size_t len) {
 static int never_aborted(void *ctx, uint16_t seq) { return 0; }
 static const tusk_php_sink_t stdout_sink = {stdout_write, never_aborted, NULL};
 
-int tusk_php_app_run(const char *runtime, const char *script, int fd, int role) {
+int tusk_php_app_run(const char *runtime, const char *script, int fd, int role, const tusk_app_local_t *local) {
   A.fd = fd;
+  A.local = local;
   A.role = role;
   A.stop = 0;
   tusk_buf_init(&A.in);

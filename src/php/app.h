@@ -9,7 +9,10 @@
 #ifndef TUSK_PHP_APP_H
 #define TUSK_PHP_APP_H
 
+#include <stddef.h>
 #include <stdint.h>
+
+#include "core/buf.h"
 
 enum {
   /* master -> worker */
@@ -40,12 +43,31 @@ enum {
   TUSK_APP_READY = 60,          /* onWorkerStart ran */
 };
 
+/* Direct mode (`tusk run --mode direct`): the worker process owns its
+ * connections. Its event loop (proc/app_master.c) runs inside
+ * Tusk\Internal\app_wait() through these hooks instead of the worker
+ * reading events from the master's channel; the frames are the same. */
+typedef struct tusk_app_local_s {
+  /* Runs the loop once, blocking up to timeout_ms (-1: no limit, 0: do not
+   * block). Returns 1 when the timeout passed. */
+  int (*run)(int timeout_ms);
+  /* The loop's descriptor (readable when it has work) and its own next
+   * timeout, to poll it beside PHP streams. */
+  int (*backend_fd)(void);
+  int (*backend_timeout)(void);
+  /* The worker's command frames (what it would send the master). */
+  void (*commands)(const char *frames, size_t len);
+  /* Appends the event frames produced since the last call to into. */
+  void (*take)(tusk_buf_t *into);
+} tusk_app_local_t;
+
 /* Runs the application script in this (forked) process: the runtime
  * (src/php/runtime/app.php) first, then `script`. role -1: the probe, which
  * only reports the declared services on fd and returns; otherwise the
- * worker number, which serves events from fd until the master says stop.
- * Output of the script goes to stdout. Returns the exit code for the
- * process. */
-int tusk_php_app_run(const char *runtime, const char *script, int fd, int role);
+ * worker number, which serves events from fd until the master says stop
+ * (or, with local non-NULL, from its own loop; fd then only carries READY
+ * and the commands other workers must see). Output of the script goes to
+ * stdout. Returns the exit code for the process. */
+int tusk_php_app_run(const char *runtime, const char *script, int fd, int role, const tusk_app_local_t *local);
 
 #endif

@@ -10,6 +10,14 @@
  * the same channel. So a worker that dies or is replaced loses no
  * connection: its connections move to another worker.
  *
+ * Direct mode (--mode direct) is the other shape: every worker process runs
+ * this same connection code on a loop of its own (local_start()), on the
+ * listening sockets the master bound, and owns the connections it accepts,
+ * as Workerman's processes do; its events go to its PHP without a hop
+ * (php/app.h: tusk_app_local_t). Sends to groups, uids and broadcasts are
+ * done locally and relayed through the master to the other workers. A
+ * worker that dies or is replaced closes its connections.
+ *
  * Signals: SIGTERM/SIGINT stop (workers run onWorkerStop, connections are
  * closed), SIGHUP/SIGUSR2 reload (new workers, then the old ones stop;
  * connections stay open), SIGUSR1 writes the status file. */
@@ -18,11 +26,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -67,10 +77,17 @@ typedef struct service_s {
     uv_udp_t udp;
   } l;
   int listening;
+  int fd; /* the listening socket (direct mode: each worker watches it) */
   int index;
   app_conn_t *conns; /* all of its connections */
   size_t nconns;
 } service_t;
+
+/* Direct mode: what a worker holds, for the master's status. */
+typedef struct shm_slot_s {
+  uint32_t conns[MAX_SERVICES];
+  uint64_t events;
+} shm_slot_t;
 
 typedef struct group_s {
   char *name;
@@ -111,6 +128,8 @@ struct app_worker_s {
   uv_pipe_t pipe;
   int pipe_open, ready, stopping, reaped;
   int pipe_gone; /* its close callback ran: freed once reaped too */
+  int local;     /* direct mode: this process itself (events stay in out) */
+  int slot;      /* direct mode: its counters in A.shm */
   tusk_buf_t in, out;
   size_t nconns;
   uint64_t events;
@@ -139,6 +158,16 @@ static struct {
   char sock_path[PATH_MAX]; /* the control socket: pushes from other processes */
   uv_pipe_t control;
   int control_open;
+  int direct;           /* --mode direct: workers own their connections */
+  app_worker_t *local;  /* in a direct-mode worker: itself */
+  int master_fd;        /* ... its channel to the master */
+  uv_pipe_t master_pipe;
+  tusk_buf_t master_in;
+  uv_timer_t local_timer;
+  int local_expired;
+  shm_slot_t *shm; /* direct mode: nslots counters shared with the workers */
+  int nslots;
+  shm_slot_t *mine; /* in a direct-mode worker: its slot */
 } A;
 
 /* ---- connection table ------------------------------------------------------------ */
@@ -263,6 +292,10 @@ static void worker_put(app_worker_t *w, uint8_t type, uint8_t flags, uint16_t sv
   tusk_buf_append(&w->out, &id, 8);
   if (len) tusk_buf_append(&w->out, data, len);
   w->events++;
+  if (w->local) {
+    if (A.mine) A.mine->events = w->events;
+    return; /* app_wait() takes them */
+  }
   uv_check_start(&A.flusher, on_flush); /* one write per worker per loop iteration */
 }
 
@@ -279,7 +312,7 @@ static void on_worker_written(uv_write_t *r, int status) {
 }
 
 static void worker_flush(app_worker_t *w) {
-  if (!w->pipe_open || w->out.len == 0) return;
+  if (w->local || !w->pipe_open || w->out.len == 0) return;
   uv_buf_t b = uv_buf_init(w->out.data, (unsigned)w->out.len);
   size_t off = 0;
   if (uv_stream_get_write_queue_size((uv_stream_t *)&w->pipe) == 0) {
@@ -369,6 +402,7 @@ static void conn_close(app_conn_t *c) {
   else s->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   s->nconns--;
+  if (A.mine) A.mine->conns[s->index]--;
   if (c->opened) conn_event(c, TUSK_APP_EV_CLOSE, NULL, 0);
   if (c->w) c->w->nconns--;
   uv_close((uv_handle_t *)&c->h.s, on_conn_closed);
@@ -796,6 +830,7 @@ static void conn_start(service_t *s, app_conn_t *c) {
   if (s->conns) s->conns->prev = c;
   s->conns = c;
   s->nconns++;
+  if (A.mine) A.mine->conns[s->index]++;
   if (s->is_unix) {
     snprintf(c->remote, sizeof c->remote, "unix:0");
   } else {
@@ -854,6 +889,14 @@ static void on_command(app_worker_t *w, const tusk_chan_frame_t *f, const char *
   const char *data = p + 8;
   size_t len = f->len - 8;
   app_conn_t *c = NULL;
+  if (A.direct && !A.local &&
+      (f->type == TUSK_APP_CMD_SEND_GROUP || f->type == TUSK_APP_CMD_SEND_UID || f->type == TUSK_APP_CMD_BCAST)) {
+    /* Direct mode: the workers hold the connections; the sender did its own. */
+    for (app_worker_t *x = A.workers; x; x = x->next) {
+      if (x != w && x->pipe_open) worker_put(x, f->type, 0, f->seq, id, data, len);
+    }
+    return;
+  }
   switch (f->type) {
     case TUSK_APP_READY:
       if (!w) return;
@@ -980,12 +1023,18 @@ static void adopt(control_conn_t *k, const char *data, size_t len) {
     if (A.svc[i].websocket && A.svc[i].listening) s = &A.svc[i];
   }
   if (!uv_pipe_pending_count(&k->pipe) || uv_pipe_pending_type(&k->pipe) != UV_TCP) return;
+  if (A.direct) {
+    /* The master holds no connection in direct mode. */
+    static int warned;
+    if (!warned++) TUSK_WARN("a WebSocket client was handed over, but --mode direct cannot take it (use --mode pooled)");
+    s = NULL;
+  }
   app_conn_t *c = calloc(1, sizeof *c);
   if (!c) return;
   uv_tcp_init(A.loop, &c->h.tcp);
   c->h.s.data = c;
   if (uv_accept((uv_stream_t *)&k->pipe, &c->h.s) != 0 || !s || A.stopping) {
-    if (!s) TUSK_WARN("a WebSocket client was handed over, but this app has no websocket:// service");
+    if (!s && !A.direct) TUSK_WARN("a WebSocket client was handed over, but this app has no websocket:// service");
     c->closing = 1;
     uv_close((uv_handle_t *)&c->h.s, on_conn_closed);
     return;
@@ -1070,6 +1119,202 @@ static int control_listen(char *err, size_t errlen) {
   return 0;
 }
 
+/* ---- direct mode: a worker's own loop ------------------------------------------------ */
+
+static uv_loop_t local_loop;
+static void on_udp_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *b, const struct sockaddr *addr,
+                        unsigned flags);
+static int service_watch(service_t *s, char *err, size_t errlen);
+
+/* To the master, from a direct-mode worker: READY and the sends it relays. */
+static void local_to_master(const char *p, size_t n) {
+  while (n > 0 && A.master_fd >= 0) {
+    ssize_t w = write(A.master_fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && errno == EAGAIN) {
+      struct pollfd pf = {A.master_fd, POLLOUT, 0};
+      poll(&pf, 1, 1000);
+      continue;
+    }
+    if (w <= 0) return; /* the master is gone: its pipe's EOF stops us */
+    p += w;
+    n -= (size_t)w;
+  }
+}
+
+static void local_commands(const char *frames, size_t len) {
+  size_t off = 0;
+  while (off < len) {
+    tusk_chan_frame_t f;
+    const char *payload;
+    int n = tusk_chan_get(frames + off, len - off, &f, &payload);
+    if (n < 0) break;
+    if (f.type == TUSK_APP_READY || f.type == TUSK_APP_CMD_SEND_GROUP || f.type == TUSK_APP_CMD_SEND_UID ||
+        f.type == TUSK_APP_CMD_BCAST)
+      local_to_master(frames + off, (size_t)n);
+    if (f.type != TUSK_APP_READY) on_command(A.local, &f, payload);
+    off += (size_t)n;
+  }
+}
+
+static void local_take(tusk_buf_t *into) {
+  app_worker_t *w = A.local;
+  if (w->out.len == 0) return;
+  if (into->len == 0) {
+    tusk_buf_t t = *into;
+    *into = w->out;
+    w->out = t;
+  } else {
+    tusk_buf_append(into, w->out.data, w->out.len);
+    tusk_buf_reset(&w->out);
+  }
+}
+
+static void on_local_timer(uv_timer_t *t) { A.local_expired = 1; }
+
+static int local_run(int timeout_ms) {
+  if (timeout_ms == 0) {
+    uv_run(A.loop, UV_RUN_NOWAIT);
+    return 1;
+  }
+  A.local_expired = 0;
+  if (timeout_ms > 0) uv_timer_start(&A.local_timer, on_local_timer, (uint64_t)timeout_ms, 0);
+  uv_run(A.loop, UV_RUN_ONCE);
+  uv_timer_stop(&A.local_timer);
+  return A.local_expired;
+}
+
+static int local_backend_fd(void) { return uv_backend_fd(A.loop); }
+static int local_backend_timeout(void) { return uv_backend_timeout(A.loop); }
+
+static const tusk_app_local_t local_hooks = {local_run, local_backend_fd, local_backend_timeout, local_commands,
+                                             local_take};
+
+/* The master's frames to a direct-mode worker: STOP, and the group, uid
+ * and broadcast sends of the other workers and of the control socket. */
+static void on_master_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  if (tusk_buf_reserve(&A.master_in, 64 * 1024) != 0) {
+    *buf = uv_buf_init(NULL, 0);
+    return;
+  }
+  *buf = uv_buf_init(A.master_in.data + A.master_in.len, (unsigned)(A.master_in.cap - A.master_in.len - 1));
+}
+
+static void local_stop_listening(void) {
+  for (int i = 0; i < A.nsvc; i++) {
+    service_t *s = &A.svc[i];
+    if (!s->listening) continue;
+    s->listening = 0;
+    uv_close((uv_handle_t *)&s->l, NULL);
+    if (s->websocket && A.conf->ws_ping > 0) uv_close((uv_handle_t *)&s->heartbeat, NULL);
+  }
+}
+
+static void on_master_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
+  if (nread < 0) {
+    uv_read_stop(st);
+    local_stop_listening();
+    worker_put(A.local, TUSK_APP_EV_STOP, 0, 0, 0, NULL, 0);
+    return;
+  }
+  A.master_in.len += (size_t)nread;
+  size_t off = 0;
+  for (;;) {
+    tusk_chan_frame_t f;
+    const char *payload;
+    int n = tusk_chan_get(A.master_in.data + off, A.master_in.len - off, &f, &payload);
+    if (n == TUSK_AGAIN) break;
+    if (n < 0) {
+      off = A.master_in.len;
+      break;
+    }
+    off += (size_t)n;
+    if (f.type == TUSK_APP_EV_STOP) {
+      /* New connections go to the other workers from now on. */
+      local_stop_listening();
+      worker_put(A.local, TUSK_APP_EV_STOP, 0, 0, 0, NULL, 0);
+    } else if (f.type >= TUSK_APP_CMD_SEND && f.type <= TUSK_APP_CMD_SENDTO) {
+      on_command(A.local, &f, payload);
+    }
+  }
+  tusk_buf_consume(&A.master_in, off);
+}
+
+/* In a freshly forked direct-mode worker: a loop of its own over the
+ * master's listening sockets and its channel fd. Returns 0 or -1. */
+static int local_start(int index, int slot, int fd) {
+  if (uv_loop_init(&local_loop) != 0) return -1;
+  A.loop = &local_loop;
+  app_worker_t *w = calloc(1, sizeof *w);
+  if (!w) return -1;
+  w->index = index;
+  w->pid = getpid();
+  w->generation = A.generation;
+  w->local = w->pipe_open = w->ready = 1;
+  tusk_buf_init(&w->in);
+  tusk_buf_init(&w->out);
+  A.workers = w; /* the master's list is its business */
+  A.local = w;
+  A.mine = A.shm && slot >= 0 ? &A.shm[slot] : NULL;
+  A.next_id = (uint64_t)getpid() << 32; /* unique among the workers */
+  A.control_open = 0;
+  A.master_fd = fd;
+  tusk_buf_init(&A.master_in);
+  uv_check_init(A.loop, &A.flusher);
+  uv_unref((uv_handle_t *)&A.flusher);
+  uv_timer_init(A.loop, &A.local_timer);
+  uv_pipe_init(A.loop, &A.master_pipe, 0);
+  if (uv_pipe_open(&A.master_pipe, fd) != 0) return -1;
+  uv_read_start((uv_stream_t *)&A.master_pipe, on_master_alloc, on_master_read);
+  char err[512];
+  for (int i = 0; i < A.nsvc; i++) {
+    service_t *s = &A.svc[i];
+    s->conns = NULL;
+    s->nconns = 0;
+    if (!s->listening) continue;
+    int rc;
+    if (s->is_udp) {
+      uv_udp_init(A.loop, &s->l.udp);
+      rc = uv_udp_open(&s->l.udp, s->fd);
+      s->l.udp.data = s;
+      if (rc == 0) rc = uv_udp_recv_start(&s->l.udp, on_udp_alloc, on_udp_recv);
+    } else {
+      if (s->is_unix) {
+        uv_pipe_init(A.loop, &s->l.pipe, 0);
+        rc = uv_pipe_open(&s->l.pipe, s->fd);
+      } else {
+        uv_tcp_init(A.loop, &s->l.tcp);
+        rc = uv_tcp_open(&s->l.tcp, s->fd);
+      }
+      s->l.tcp.data = s;
+      if (rc == 0) rc = service_watch(s, err, sizeof err) == 0 ? 0 : -1;
+    }
+    if (rc != 0) {
+      TUSK_ERROR("service %s: cannot watch the listening socket in this worker", s->listen);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* A direct-mode worker's PHP has returned: its connections close
+ * (WebSocket clients get 1001, going away), then the process exits. */
+static void local_finish(void) {
+  local_stop_listening();
+  for (int i = 0; i < A.nsvc; i++) {
+    for (app_conn_t *c = A.svc[i].conns, *next; c; c = next) {
+      next = c->next;
+      if (c->ws && c->ws_open) {
+        tusk_ws_close(c->ws, TUSK_WS_GOING_AWAY, "", 0);
+        ws_flush(c);
+      }
+      if (!c->closing) conn_close(c);
+    }
+  }
+  uv_run(A.loop, UV_RUN_NOWAIT);
+}
+
 /* ---- workers ------------------------------------------------------------------------ */
 
 static void spawn(int index);
@@ -1151,6 +1396,13 @@ static void spawn(int index) {
     TUSK_ERROR("cannot create a worker channel: %s", strerror(errno));
     return;
   }
+  int slot = -1;
+  for (int i = 0; i < A.nslots && slot < 0; i++) {
+    int used = 0;
+    for (app_worker_t *x = A.workers; x && !used; x = x->next) used = x->slot == i;
+    if (!used) slot = i;
+  }
+  if (slot >= 0) memset(&A.shm[slot], 0, sizeof A.shm[slot]);
   int sz = 1 << 20;
   setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
   setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
@@ -1163,7 +1415,7 @@ static void spawn(int index) {
   }
   if (pid == 0) {
     close(sv[0]);
-    close_listeners_in_child();
+    if (!A.direct) close_listeners_in_child();
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     prctl(PR_SET_NAME, "tusk-app", 0, 0, 0);
     char role[32];
@@ -1179,12 +1431,19 @@ static void spawn(int index) {
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     tusk_php_worker_signals_ready();
-    _exit(tusk_php_app_run(A.runtime, A.conf->app_script, sv[1], index));
+    if (A.direct) {
+      if (local_start(index, slot, sv[1]) != 0) _exit(1);
+      int rc = tusk_php_app_run(A.runtime, A.conf->app_script, sv[1], index, &local_hooks);
+      local_finish();
+      _exit(rc);
+    }
+    _exit(tusk_php_app_run(A.runtime, A.conf->app_script, sv[1], index, NULL));
   }
   close(sv[1]);
   app_worker_t *w = calloc(1, sizeof *w);
   w->index = index;
   w->pid = pid;
+  w->slot = slot;
   w->generation = A.generation;
   tusk_buf_init(&w->in);
   tusk_buf_init(&w->out);
@@ -1213,7 +1472,17 @@ static void reap(void) {
     if (!w) continue;
     w->reaped = 1;
     int expected = w->stopping || A.stopping;
-    if (!expected) {
+    if (!expected && A.direct) {
+      size_t held = 0;
+      for (int i = 0; w->slot >= 0 && i < A.nsvc; i++) held += A.shm[w->slot].conns[i];
+      if (WIFSIGNALED(st))
+        TUSK_ERROR("worker %d (pid %d) was killed by signal %d (%s); its %zu connection(s) are gone (--mode direct: "
+                   "each worker owns its connections)",
+                   w->index, (int)pid, WTERMSIG(st), strsignal(WTERMSIG(st)), held);
+      else
+        TUSK_ERROR("worker %d (pid %d) exited with status %d; its %zu connection(s) are gone (--mode direct)",
+                   w->index, (int)pid, WEXITSTATUS(st), held);
+    } else if (!expected) {
       if (WIFSIGNALED(st))
         TUSK_ERROR("worker %d (pid %d) was killed by signal %d (%s); its %zu connection(s) stay open and move "
                    "to another worker",
@@ -1250,10 +1519,28 @@ static void write_status(void) {
   FILE *f = fopen(tmp, "w");
   if (!f) return;
   fprintf(f, "tusk run %s: master pid %d, generation %d\n", A.conf->app_script, (int)getpid(), A.generation);
+  if (A.direct) {
+    /* The workers hold the connections: their counters. */
+    size_t total = 0;
+    for (int i = 0; i < A.nsvc; i++) {
+      A.svc[i].nconns = 0;
+      for (app_worker_t *w = A.workers; w; w = w->next) {
+        if (w->slot >= 0 && !w->reaped) A.svc[i].nconns += A.shm[w->slot].conns[i];
+      }
+      total += A.svc[i].nconns;
+    }
+    A.count = total;
+    for (app_worker_t *w = A.workers; w; w = w->next) {
+      w->nconns = 0;
+      if (w->slot < 0 || w->reaped) continue;
+      for (int i = 0; i < A.nsvc; i++) w->nconns += A.shm[w->slot].conns[i];
+      w->events = A.shm[w->slot].events;
+    }
+  }
   fprintf(f, "services:\n");
   for (int i = 0; i < A.nsvc; i++)
     fprintf(f, "  %-32s %-16s %zu connection(s)\n", A.svc[i].listen, A.svc[i].name, A.svc[i].nconns);
-  fprintf(f, "workers:\n");
+  fprintf(f, "workers:%s\n", A.direct ? " (--mode direct: each holds its own connections)" : "");
   for (app_worker_t *w = A.workers; w; w = w->next)
     fprintf(f, "  worker %d pid %d %s, %zu connection(s), %llu event(s)\n", w->index, (int)w->pid,
             w->stopping ? "stopping" : w->ready ? "ready" : "starting", w->nconns, (unsigned long long)w->events);
@@ -1293,7 +1580,8 @@ static void begin_stop(void) {
 static void reload(void) {
   if (A.stopping) return;
   A.generation++;
-  TUSK_INFO("reloading: starting %d new worker(s); connections stay open", A.conf->workers);
+  TUSK_INFO("reloading: starting %d new worker(s); %s", A.conf->workers,
+            A.direct ? "then the old ones close their connections (--mode direct)" : "connections stay open");
   tusk_php_opcache_reset();
   for (int i = 0; i < A.conf->workers; i++) spawn(i);
 }
@@ -1332,7 +1620,7 @@ static int probe(char *err, size_t errlen) {
   if (pid == 0) {
     close(sv[0]);
     tusk_log_set_role("probe");
-    _exit(tusk_php_app_run(A.runtime, A.conf->app_script, sv[1], -1));
+    _exit(tusk_php_app_run(A.runtime, A.conf->app_script, sv[1], -1, NULL));
   }
   close(sv[1]);
   tusk_buf_t in;
@@ -1455,6 +1743,8 @@ static void udp_sendto(uint64_t svc, const char *data, size_t len) {
   uv_udp_try_send(&A.svc[svc].l.udp, &b, 1, (const struct sockaddr *)&ss);
 }
 
+static int service_watch(service_t *s, char *err, size_t errlen);
+
 static int listen_service(service_t *s, char *err, size_t errlen) {
   const char *a = s->listen;
   const char *sep = strstr(a, "://");
@@ -1541,8 +1831,9 @@ static int listen_service(service_t *s, char *err, size_t errlen) {
         snprintf(p + 1, sizeof s->listen - (size_t)(p + 1 - s->listen), "%d", bound);
       }
       s->l.udp.data = s;
-      uv_udp_recv_start(&s->l.udp, on_udp_alloc, on_udp_recv);
       s->listening = 1;
+      uv_fileno((uv_handle_t *)&s->l.udp, &s->fd);
+      if (!A.direct) uv_udp_recv_start(&s->l.udp, on_udp_alloc, on_udp_recv);
       return 0;
     }
     if (tusk_server_bind(host, (int)port, 0, &fd, &bound, err, errlen) != 0) return -1;
@@ -1555,9 +1846,21 @@ static int listen_service(service_t *s, char *err, size_t errlen) {
     uv_tcp_open(&s->l.tcp, fd);
   }
   s->l.tcp.data = s;
+  s->fd = fd;
+  if (A.direct) {
+    /* Bound and listening (listen() above); the workers accept. */
+    s->listening = 1;
+    return 0;
+  }
+  return service_watch(s, err, errlen);
+}
+
+/* Accepts on s (and pings its idle WebSocket clients) from A.loop. */
+static int service_watch(service_t *s, char *err, size_t errlen) {
+  const char *a = s->listen;
   int rc = uv_listen((uv_stream_t *)&s->l, 1024, on_accept);
   if (rc != 0) {
-    snprintf(err, errlen, "service '%s': cannot listen: %s", a, uv_strerror(rc));
+    snprintf(err, errlen, "service '%.200s': cannot listen: %s", a, uv_strerror(rc));
     return -1;
   }
   s->listening = 1;
@@ -1574,6 +1877,17 @@ static int listen_service(service_t *s, char *err, size_t errlen) {
 int tusk_app_master_run(tusk_conf_t *conf, const char *argv0) {
   memset(&A, 0, sizeof A);
   A.conf = conf;
+  A.direct = conf->direct;
+  A.master_fd = -1;
+  if (A.direct) {
+    /* Counters per worker (a reload briefly runs two generations). */
+    A.nslots = TUSK_MAX(conf->workers, 1) * 3 + 2;
+    A.shm = mmap(NULL, sizeof *A.shm * (size_t)A.nslots, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (A.shm == MAP_FAILED) {
+      A.shm = NULL;
+      A.nslots = 0;
+    }
+  }
   A.runtime = getenv("TUSK_RUNTIME") ? getenv("TUSK_RUNTIME") : TUSK_RUNTIME_PHP;
   signal(SIGPIPE, SIG_IGN);
   if (access(A.runtime, R_OK) != 0) {
@@ -1672,6 +1986,7 @@ int tusk_app_master_run(tusk_conf_t *conf, const char *argv0) {
     free(g);
   }
   free(A.table);
+  if (A.shm) munmap(A.shm, sizeof *A.shm * (size_t)A.nslots);
   tusk_php_shutdown();
   unlink(A.pid_path);
   unlink(A.status_path);

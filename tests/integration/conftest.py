@@ -184,3 +184,7 @@ def parse_responses(data):
         out.append((status, headers, body))
         data = rest
     return out
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "pooled_only: `tusk run` tests of what only its pooled mode promises")

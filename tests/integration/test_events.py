@@ -2,7 +2,12 @@
 text://, frame://, tcp:// with a PHP protocol class and unix:// services,
 groups, uids and broadcast across worker processes, timers, backpressure,
 a killed worker and a reload that keep every connection, and the
-start/stop/reload/status commands."""
+start/stop/reload/status commands.
+
+Every test that takes the `app` fixture runs twice: with the master holding
+the connections (pooled, the default) and with --mode direct (each worker
+owns its connections); tests marked pooled_only check what only the first
+shape promises."""
 import os
 import re
 import signal
@@ -20,7 +25,10 @@ APP = os.path.join(PHP_DIR, "events", "app.php")
 
 
 class App:
-    def __init__(self, script=APP, args=(), workers=2, env=None):
+    def __init__(self, script=APP, args=(), workers=2, env=None, mode="pooled"):
+        self.mode = mode
+        if mode != "pooled":
+            args = ["--mode", mode] + list(args)
         self.dir = tempfile.mkdtemp(prefix="tusk-app-")
         self.mark = os.path.join(self.dir, "mark.log")
         self.unix = os.path.join(self.dir, "svc.sock")
@@ -73,11 +81,15 @@ class App:
                 self.proc.wait()
 
 
-@pytest.fixture
-def app():
+@pytest.fixture(params=["pooled", "direct"])
+def app(request):
+    mode = request.param
+    if mode == "direct" and request.node.get_closest_marker("pooled_only"):
+        pytest.skip("the master holds the connections only in pooled mode")
     apps = []
 
     def start(*a, **kw):
+        kw.setdefault("mode", mode)
         x = App(*a, **kw)
         apps.append(x)
         return x
@@ -135,6 +147,11 @@ def test_connections_are_spread_over_workers(app):
     a = app()
     conns = [Line(a.ports["text"]) for _ in range(6)]
     pids = {c.ask("pid") for c in conns}
+    # Direct mode: the kernel gives each connection to whichever worker
+    # accepts first; both do, soon enough.
+    while a.mode == "direct" and len(pids) < 2 and len(conns) < 200:
+        conns.append(Line(a.ports["text"]))
+        pids.add(conns[-1].ask("pid"))
     assert len(pids) == 2, pids
 
 
@@ -218,10 +235,29 @@ def test_unix_socket_service(app):
     s.close()
 
 
+def spread_lines(a, n=4):
+    """n text:// connections alternating between the two workers (in
+    direct mode the kernel picks the worker: connect until both have
+    enough)."""
+    by_pid = {}
+    opened = []
+    while len(opened) < 200 and (len(by_pid) < 2 or min(len(v) for v in by_pid.values()) < (n + 1) // 2):
+        c = Line(a.ports["text"])
+        opened.append(c)
+        by_pid.setdefault(c.ask("pid"), []).append(c)
+    assert len(by_pid) == 2, by_pid.keys()
+    x, y = by_pid.values()
+    conns = [(x, y)[i % 2][i // 2] for i in range(n)]
+    for c in opened:
+        if c not in conns:
+            c.close()
+    return conns
+
+
 def test_groups_uids_and_broadcast_across_workers(app):
     a = app()
-    conns = [Line(a.ports["text"]) for _ in range(4)]
-    assert len({c.ask("pid") for c in conns}) == 2  # both workers involved
+    conns = spread_lines(a)
+    assert conns[0].ask("pid") != conns[1].ask("pid")  # both workers involved
     assert conns[0].ask("join room") == "joined room"
     assert conns[1].ask("join room") == "joined room"
     conns[3].s.sendall(b"group room hi\n")
@@ -308,6 +344,7 @@ def test_pause_and_resume_receiving(app):
     assert time.time() - t0 >= 0.35
 
 
+@pytest.mark.pooled_only
 def test_killed_worker_keeps_its_connections(app):
     a = app()
     c = Line(a.ports["text"])
@@ -331,6 +368,7 @@ def test_killed_worker_keeps_its_connections(app):
     assert a.marks("start") == 3
 
 
+@pytest.mark.pooled_only
 def test_reload_keeps_every_connection_open(app):
     a = app()
     conns = [Line(a.ports["text"]) for _ in range(4)]
@@ -354,6 +392,7 @@ def test_status_and_stop_commands(app):
     assert "text://127.0.0.1:%d" % a.ports["text"] in out.stdout
     assert "connections: 1" in out.stdout
     assert out.stdout.count("ready") == 2, out.stdout
+    assert re.search(r"worker \d+ pid %s ready, 1 connection\(s\)" % c.ask("pid"), out.stdout), out.stdout
     out = a.ctl("stop")
     assert out.returncode == 0, out.stderr
     assert a.proc.wait(10) == 0
@@ -655,6 +694,7 @@ def test_websocket_compressed_frames_on_the_wire(app):
     assert zlib.decompressobj(wbits=-15).decompress(p + b"\x00\x00\xff\xff") == b"echo " + b"A" * 1000
 
 
+@pytest.mark.pooled_only
 def test_websocket_connections_survive_a_reload(app):
     a = app()
     c = WS(a.ports["ws"])
@@ -751,9 +791,11 @@ def test_udp_service(app):
     assert data == b"udp ping from 127.0.0.1" and addr[1] == a.ports["udp"]
     # Datagrams are spread over the workers; each is answered.
     pids = set()
-    for _ in range(10):
+    for i in range(200):
         u.sendto(b"pid", ("127.0.0.1", a.ports["udp"]))
         pids.add(u.recvfrom(2048)[0])
+        if i >= 9 and (len(pids) == 2 or a.mode == "pooled"):
+            break
     assert len(pids) == 2, pids
     # A large datagram and an empty one.
     u.sendto(b"x" * 60000, ("127.0.0.1", a.ports["udp"]))
@@ -762,6 +804,7 @@ def test_udp_service(app):
     assert u.recvfrom(2048)[0] == b"udp  from 127.0.0.1"
 
 
+@pytest.mark.pooled_only
 @pytest.mark.parametrize("mode", ["pooled", "direct"])
 def test_websocket_on_the_http_port_is_handed_to_the_app(app, mode):
     # `tusk serve --websocket-app SOCK`: an Upgrade: websocket request on the
@@ -826,3 +869,90 @@ def test_running_out_of_descriptors_is_logged_and_survived(tmp_path):
     finally:
         p.terminate()
         p.wait(10)
+
+
+# --------------------------------------------------------------------------- --mode direct
+
+def test_direct_mode_killed_worker_closes_only_its_connections():
+    # Each worker owns its connections: a killed one takes its own along
+    # (said in the log), the others' stay, and a new worker serves new ones.
+    a = App(mode="direct")
+    try:
+        mine, other = spread_lines(a, 2)
+        pid = int(mine.ask("pid"))
+        os.kill(pid, signal.SIGKILL)
+        assert mine.f.read() == b""
+        assert other.ask("still") == "echo still"
+        deadline = time.time() + 10
+        while a.marks("start") < 3 and time.time() < deadline:
+            time.sleep(0.05)
+        assert a.marks("start") == 3
+        assert re.search(r"worker \d+ \(pid %d\) was killed by signal 9.*1 connection\(s\) are gone \(--mode direct"
+                         % pid, a.text()), a.text()
+        pids = {Line(a.ports["text"]).ask("pid") for _ in range(20)}
+        assert str(pid) not in pids
+    finally:
+        a.stop()
+
+
+def test_direct_mode_reload_replaces_workers_and_their_connections():
+    # A reload starts new workers; the old ones run onWorkerStop and close
+    # their connections (WebSocket clients get 1001, going away).
+    a = App(mode="direct")
+    try:
+        t = Line(a.ports["text"])
+        old_pid = t.ask("pid")
+        w = WS(a.ports["ws"])
+        w.recv()
+        w.send("pid")
+        old_ws_pid = w.recv()
+        assert a.ctl("reload").returncode == 0
+        deadline = time.time() + 10
+        while a.marks("stop") < 2 and time.time() < deadline:
+            time.sleep(0.05)
+        assert a.marks("stop") == 2, a.marks()
+        assert t.f.read() == b""
+        assert w.close_code() == 1001
+        old = {old_pid, old_ws_pid}
+        for _ in range(10):
+            assert Line(a.ports["text"]).ask("pid") not in old
+        assert "the old ones close their connections" in a.text()
+    finally:
+        a.stop()
+
+
+def test_direct_mode_pushes_from_other_processes_reach_every_worker():
+    # A push from another process (the frame Tusk\send_to_group() writes to
+    # the control socket) is relayed by the master to every worker.
+    a = App(mode="direct")
+    try:
+        conns = spread_lines(a, 2)
+        for c in conns:
+            assert c.ask("join news") == "joined news"
+        sock = a.pidfile[:-4] + ".sock"
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(sock)
+        payload = struct.pack("<Q", 0) + struct.pack(">H", 4) + b"news" + b"extra!"
+        s.sendall(struct.pack("<IBBH", len(payload), 48, 0, 0) + payload)
+        for c in conns:
+            assert c.read() == "extra!"
+        s.close()
+    finally:
+        a.stop()
+
+
+def test_direct_mode_refuses_websocket_handoff_from_the_http_port():
+    from conftest import Server
+    a = App(mode="direct")
+    web = Server(os.path.join(PHP_DIR, "events_web"), ["--websocket-app", a.pidfile[:-4] + ".sock"])
+    try:
+        with pytest.raises((AssertionError, EOFError, ConnectionError)):
+            c = WS(web.port, path="/live")
+            c.recv()
+        deadline = time.time() + 5
+        while "--mode direct cannot take it" not in a.text() and time.time() < deadline:
+            time.sleep(0.05)
+        assert "--mode direct cannot take it (use --mode pooled)" in a.text()
+    finally:
+        web.stop()
+        a.stop()
