@@ -140,18 +140,19 @@ static void parse_accept(const char *s, size_t len, int q[C_COUNT]) {
   }
 }
 
-tusk_enc_t tusk_compress_negotiate(const char *accept, size_t len, unsigned allowed) {
+typedef struct enc_order_s {
+  tusk_enc_t e;
+  int k;
+} enc_order_t;
+
+/* Our preference order (3 entries) decides ties: the first with the best q wins. */
+static tusk_enc_t negotiate(const char *accept, size_t len, unsigned allowed, const enc_order_t *order) {
   if (accept == NULL || len == 0) return TUSK_ENC_NONE;
   int q[C_COUNT];
   parse_accept(accept, len, q);
-  /* Our preference order decides ties: the first with the best q wins. */
-  static const struct {
-    tusk_enc_t e;
-    int k;
-  } order[] = {{TUSK_ENC_BR, C_BR}, {TUSK_ENC_ZSTD, C_ZSTD}, {TUSK_ENC_GZIP, C_GZIP}};
   tusk_enc_t best = TUSK_ENC_NONE;
   int best_q = 0;
-  for (size_t j = 0; j < TUSK_ARRAY_SIZE(order); j++) {
+  for (size_t j = 0; j < 3; j++) {
     if (!(allowed & (unsigned)order[j].e)) continue;
     int v = q[order[j].k] >= 0 ? q[order[j].k] : q[C_STAR];
     if (v > best_q) {
@@ -161,6 +162,16 @@ tusk_enc_t tusk_compress_negotiate(const char *accept, size_t len, unsigned allo
   }
   if (best != TUSK_ENC_NONE && q[C_IDENTITY] > best_q) return TUSK_ENC_NONE;
   return best;
+}
+
+tusk_enc_t tusk_compress_negotiate(const char *accept, size_t len, unsigned allowed) {
+  static const enc_order_t order[] = {{TUSK_ENC_BR, C_BR}, {TUSK_ENC_ZSTD, C_ZSTD}, {TUSK_ENC_GZIP, C_GZIP}};
+  return negotiate(accept, len, allowed, order);
+}
+
+tusk_enc_t tusk_compress_negotiate_live(const char *accept, size_t len, unsigned allowed) {
+  static const enc_order_t order[] = {{TUSK_ENC_ZSTD, C_ZSTD}, {TUSK_ENC_BR, C_BR}, {TUSK_ENC_GZIP, C_GZIP}};
+  return negotiate(accept, len, allowed, order);
 }
 
 const char *tusk_compress_name(tusk_enc_t e) {

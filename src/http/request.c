@@ -496,5 +496,5 @@ int tusk_http_pick_encoding(tusk_http_ctx_t *ctx, const char *accept, size_t al,
     p = eol + 2;
   }
   if (!type_ok) return TUSK_ENC_NONE;
-  return tusk_compress_negotiate(accept, al, conf->compress_mask);
+  return tusk_compress_negotiate_live(accept, al, conf->compress_mask);
 }

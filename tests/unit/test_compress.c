@@ -137,6 +137,14 @@ static void test_negotiate(void) {
   CHECK(tusk_compress_negotiate("gzip, br", 4, ALL) == GZ);
   CHECK(tusk_compress_negotiate("gzip;q=0.5", 10, ALL) == GZ);
   CHECK(tusk_compress_negotiate("gzip;q=0.5", 8, ALL) == NONE); /* "gzip;q=0" */
+  /* PHP output (compressed as sent): ties go to zstd, then br, then gzip. */
+  CHECK(tusk_compress_negotiate_live("gzip, deflate, br, zstd", 23, ALL) == ZS);
+  CHECK(tusk_compress_negotiate("gzip, deflate, br, zstd", 23, ALL) == BR);
+  CHECK(tusk_compress_negotiate_live("gzip, br", 8, ALL) == BR);
+  CHECK(tusk_compress_negotiate_live("gzip, br;q=0.9, zstd;q=0.5", 26, ALL) == GZ);
+  CHECK(tusk_compress_negotiate_live("zstd, br", 8, ALL & ~(unsigned)ZS) == BR);
+  CHECK(tusk_compress_negotiate_live("zstd;q=0, *", 11, ALL) == BR);
+  CHECK(tusk_compress_negotiate_live(NULL, 3, ALL) == NONE);
   /* A long value is linear and harmless. */
   tusk_buf_t big;
   tusk_buf_init(&big);
