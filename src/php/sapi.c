@@ -299,6 +299,7 @@ typedef struct tusk_php_worker_s {
   int stop;        /* return false from the next handle_request() */
   uint64_t served;
   int exception;   /* a handler threw: restart the worker */
+  int timeout_handler; /* zend_set_timeout() installed its SIGPROF handler */
 } tusk_php_worker_t;
 
 static tusk_php_worker_t W;
@@ -356,7 +357,11 @@ static int worker_request_startup(void) {
     PG(ignore_user_abort) = 1; /* a client leaving must not end the worker script */
     sapi_activate();
     SG(sapi_headers).http_response_code = 200;
-    zend_set_timeout(EG(timeout_seconds), 1);
+    /* max_execution_time, re-armed. The SIGPROF handler is installed
+     * once: re-installing it (sigaction + sigprocmask) on every request
+     * would double the system calls of a hello-world request. */
+    zend_set_timeout(EG(timeout_seconds), !W.timeout_handler);
+    W.timeout_handler = 1;
     if (PG(expose_php)) sapi_add_header(SAPI_PHP_VERSION_HEADER, sizeof(SAPI_PHP_VERSION_HEADER) - 1, 1);
     if (PG(output_handler) && PG(output_handler)[0]) {
       zval oh;

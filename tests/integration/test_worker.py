@@ -242,6 +242,21 @@ def test_ini_limits_reset_per_request(start_server, mode):
     assert info(s)["timezone"] == "Pacific/Auckland"
 
 
+def test_time_limit_is_rearmed_per_request(start_server, mode):
+    # max_execution_time is per request: five requests of 0.4 s of CPU each
+    # pass under a 1 s limit (together they would not), and one of 3 s is
+    # stopped with the usual fatal error (504) while the worker goes on.
+    s = serve(start_server, mode, "-d", "max_execution_time=1")
+    http = client_for(mode)
+    for _ in range(5):
+        r = (http or requests).get(s.url("/spin?ms=400"), timeout=T)
+        assert r.status_code == 200, (r.status_code, s.log()[-2000:])
+    r = (http or requests).get(s.url("/spin?ms=3000"), timeout=T)
+    assert r.status_code == 504, r.status_code
+    assert "Maximum execution time of 1 second exceeded" in s.log()
+    assert info(s, http=http)["frankenphp_worker"] == "1"
+
+
 # ---- recycling --------------------------------------------------------------------------------
 
 

@@ -184,6 +184,14 @@ $handler = static function () use (&$handled, &$leak, &$afterFinish, $bootPid, $
             $leak[] = str_repeat(chr(65 + count($leak) % 26), 2 * 1024 * 1024);
             json_out(['pid' => getmypid(), 'memory' => memory_get_usage(), 'chunks' => count($leak)]);
             return;
+        case '/spin': // burns CPU time (max_execution_time counts it)
+            $end = hrtime(true) + (int)($_GET['ms'] ?? 100) * 1000000;
+            $n = 0;
+            while (hrtime(true) < $end) {
+                $n++;
+            }
+            json_out(['pid' => getmypid(), 'n' => $n]);
+            return;
         case '/sleep':
             usleep((int)($_GET['ms'] ?? 100) * 1000);
             json_out(['pid' => getmypid()]);
