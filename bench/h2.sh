@@ -8,6 +8,8 @@
 #   bench/h2.sh                          # full run, 10 s per measurement
 #   DURATION=3 bench/h2.sh               # quick run
 #   SERVERS="nginx tusk" PROTOS=h2 HANDSHAKES= bench/h2.sh
+#   ACCEPT_ENCODING="gzip, deflate, br, zstd" ENDPOINTS=page.php HANDSHAKES= bench/h2.sh
+#                                        # as a browser asks (nginx: brotli if installed)
 #
 # Nothing outside a private temp dir is configured or touched: nginx and
 # php-fpm are Debian's binaries run with generated configs (-p/-c, -y/-c).
@@ -50,6 +52,10 @@ FPM_CHILDREN=${FPM_CHILDREN:-4}
 FPM_INI_SCAN_DIR=${FPM_INI_SCAN_DIR-/etc/php/8.2/fpm/conf.d}   # as in run.sh
 # nginx's gzip_comp_level for PHP output: Tusk's gzip level (src/http/compress.h).
 NGINX_GZIP_LEVEL=${NGINX_GZIP_LEVEL:-5}
+# Debian's brotli filter for nginx (libnginx-mod-http-brotli-filter), loaded
+# when present, at Tusk's brotli level: used when the client accepts br.
+NGINX_BROTLI_MODULE=${NGINX_BROTLI_MODULE:-/usr/lib/nginx/modules/ngx_http_brotli_filter_module.so}
+NGINX_BROTLI_LEVEL=${NGINX_BROTLI_LEVEL:-4}
 
 TUSK_BIN=${TUSK_BIN:-$REPO_DIR/build/tusk}
 TUSK_WORKERS=${TUSK_WORKERS:-2}
@@ -88,9 +94,10 @@ wait_up() {
 }
 
 # Every endpoint over both protocols: 200 over HTTP/2, the expected bytes
-# once decoded, gzip-encoded when large (both servers compress text/html
-# above a few hundred bytes), and for the static file exactly the bytes of
-# its precompressed .gz sibling (no compression on the fly). Also records
+# once decoded, encoded when large and the client accepts an encoding (both
+# servers compress text/html above a few hundred bytes), and for the static
+# file served gzip-encoded exactly the bytes of its precompressed .gz
+# sibling (no compression on the fly). Also records
 # what TLS negotiated (h2load -n1) and the PHP probes.
 declare -A TLS_INFO=() ENC_INFO=()
 check_endpoints() {
@@ -108,12 +115,16 @@ check_endpoints() {
       fi
       enc=$(awk -F': *' 'tolower($1) == "content-encoding" { v = tolower($2); sub(/\r$/, "", v); print v }' "$hdr")
       want_gz=0
-      [[ $ACCEPT_ENCODING == *gzip* && $(wc -c <"$TMP/expect/$ep") -ge 1024 ]] && want_gz=1
-      if ((want_gz)) && [[ $enc != gzip ]]; then
-        die "${LABEL[$server]}: GET $u (Accept-Encoding: $ACCEPT_ENCODING) was not gzip-encoded (Content-Encoding: ${enc:-none})"
+      [[ $ACCEPT_ENCODING =~ gzip|br|zstd && $(wc -c <"$TMP/expect/$ep") -ge 1024 ]] && want_gz=1
+      if ((want_gz)) && [[ -z $enc ]]; then
+        die "${LABEL[$server]}: GET $u (Accept-Encoding: $ACCEPT_ENCODING) was not encoded"
       fi
       if [[ $enc == gzip ]]; then
         gzip -dc <"$got" >"$got.plain" 2>/dev/null || die "${LABEL[$server]}: GET $u: the gzip body does not decode"
+      elif [[ $enc == zstd ]]; then
+        zstd -dcq <"$got" >"$got.plain" 2>/dev/null || die "${LABEL[$server]}: GET $u: the zstd body does not decode (zstd installed?)"
+      elif [[ $enc == br ]]; then
+        brotli -dc <"$got" >"$got.plain" 2>/dev/null || die "${LABEL[$server]}: GET $u: the br body does not decode (apt install brotli)"
       elif [[ -z $enc ]]; then
         cp "$got" "$got.plain"
       else
@@ -285,6 +296,16 @@ choose_run_as "$APP_DIR/page.php"
 start_nginx() {
   local d=$TMP/nginx
   mkdir -p "$d"
+  NGINX_BROTLI_CONF=""
+  NGINX_MAIN_EXTRA=""
+  local static_br=""
+  if [[ -f $NGINX_BROTLI_MODULE ]]; then
+    # For PHP output only: static files come from their .gz sibling, as in Tusk.
+    NGINX_MAIN_EXTRA="load_module $NGINX_BROTLI_MODULE;"
+    NGINX_BROTLI_CONF="    brotli on;
+    brotli_comp_level $NGINX_BROTLI_LEVEL;"
+    static_br="brotli off;"
+  fi
   fpm_write_config
   {
     nginx_conf_head "$d"
@@ -295,6 +316,7 @@ start_nginx() {
     gzip_comp_level $NGINX_GZIP_LEVEL;
     gzip_vary on;
     gzip_static on;
+$NGINX_BROTLI_CONF
 
     ssl_certificate     $CERT;
     ssl_certificate_key $KEY;
@@ -309,6 +331,7 @@ start_nginx() {
 
         location / {
             try_files \$uri =404;
+            $static_br
         }
 
 EOF
@@ -359,7 +382,7 @@ H2LOAD_ARGS=(-t"$H2LOAD_THREADS" -c"$H2LOAD_CLIENTS" -m"$H2LOAD_STREAMS" -H "acc
   echo "cert:       $CERT_HOW: $(openssl x509 -in "$CERT" -noout -text | awk '/Public Key Algorithm/ { sub(/.*: /, ""); a = $0 } /NIST CURVE|ASN1 OID/ { sub(/.*: /, ""); c = $0 } END { print a, c }') self-signed, shared by all servers"
   echo "servers:    ${RUN_SERVERS[*]}"
   if [[ -n ${PORT[nginx]:-} ]]; then
-    echo "nginx:      $("$NGINX_BIN" -v 2>&1 | sed 's/^nginx version: //'), $NGINX_WORKERS workers, gzip_comp_level $NGINX_GZIP_LEVEL, gzip_static on; $("$PHP_FPM_BIN" -v | head -n 1 | cut -d'(' -f1)pm=static $FPM_CHILDREN children, PHP_INI_SCAN_DIR=${FPM_INI_SCAN_DIR:-<none>}"
+    echo "nginx:      $("$NGINX_BIN" -v 2>&1 | sed 's/^nginx version: //'), $NGINX_WORKERS workers, gzip_comp_level $NGINX_GZIP_LEVEL, gzip_static on$([[ -n $NGINX_MAIN_EXTRA ]] && echo ", brotli_comp_level $NGINX_BROTLI_LEVEL"); $("$PHP_FPM_BIN" -v | head -n 1 | cut -d'(' -f1)pm=static $FPM_CHILDREN children, PHP_INI_SCAN_DIR=${FPM_INI_SCAN_DIR:-<none>}"
   fi
   for s in $TUSK_SERVERS; do
     if [[ -n ${PORT[$s]:-} ]]; then printf '%-11s %s\n' "${LABEL[$s]}:" "${TUSK_CMD[$s]}"; fi

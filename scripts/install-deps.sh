@@ -11,8 +11,10 @@ php-symfony-http-kernel php-symfony-http-foundation php-symfony-routing php-symf
 php-slim php-slim-psr7 php-nyholm-psr7 openssl nghttp2-client python3-h2 python3-httpx python3-brotli python3-websockets zstd"
 # bench/run.sh: wrk, nginx-light, php8.2-fpm. bench/h2.sh: nginx-light (has
 # http_v2, ssl, gzip_static), php8.2-fpm, h2load from nghttp2-client, and
-# from the lists above cc (build-essential), libssl-dev, curl, openssl.
-BENCH="wrk nginx-light php8.2-fpm nghttp2-client"
+# from the lists above cc (build-essential), libssl-dev, curl, openssl;
+# nginx's brotli filter and the brotli CLI for runs with a browser's
+# Accept-Encoding.
+BENCH="wrk nginx-light php8.2-fpm nghttp2-client libnginx-mod-http-brotli-filter brotli"
 
 want="$BUILD $RUNTIME $TEST"
 case "${1:-}" in
