@@ -300,6 +300,7 @@ typedef struct tusk_php_worker_s {
   uint64_t served;
   int exception;   /* a handler threw: restart the worker */
   int timeout_handler; /* zend_set_timeout() installed its SIGPROF handler */
+  int timer_armed;     /* max_execution_time may still be armed (see tusk_php_worker_idle) */
 } tusk_php_worker_t;
 
 static tusk_php_worker_t W;
@@ -398,6 +399,12 @@ static void commit_boot_ini(void) {
   EG(modified_ini_directives) = NULL;
 }
 
+void tusk_php_worker_idle(void) {
+  if (!W.timer_armed) return;
+  W.timer_armed = 0;
+  zend_unset_timeout();
+}
+
 static void worker_request_shutdown(void) {
   zend_try {
     php_output_end_all();
@@ -417,7 +424,9 @@ static void worker_request_shutdown(void) {
     } zend_end_try();
   }
   zend_set_memory_limit(PG(memory_limit));
-  zend_unset_timeout();
+  /* max_execution_time stays armed until tusk_php_worker_idle(): the next
+   * request re-arms it, or the wait for one disarms it. */
+  W.timer_armed = 1;
   W.in_request = 0;
 }
 

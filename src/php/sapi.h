@@ -30,6 +30,12 @@ void tusk_php_shutdown(void);
  * first request: makes PHP's per-request signal handling forward to them. */
 void tusk_php_worker_signals_ready(void);
 
+/* Worker mode: call before the process blocks waiting for its next
+ * request. Disarms max_execution_time, which stays armed between requests
+ * that follow each other at once (each re-arms it), saving a system call
+ * per request under load. Not from a signal handler. */
+void tusk_php_worker_idle(void);
+
 /* In the master, before a reload forks new workers: schedules an OPcache
  * restart (runs opcache_reset() in a request of its own; no user code).
  * Until the restart happens, OPcache serves no cached scripts, so every

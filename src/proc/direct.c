@@ -178,6 +178,7 @@ static int worker_next(void *ctx, tusk_php_job_t *job) {
     /* Draining: serve until the last connection is gone (one accepted
      * just before may still send its request). */
     if (D.http.draining && D.http.nconns == 0) return 0;
+    tusk_php_worker_idle();
     uv_run(&D.loop, UV_RUN_ONCE);
   }
 }

@@ -87,6 +87,7 @@ static int chan_next_req(chan_reader_t *r, tusk_php_job_t *job) {
       /* Blocking here is cheap because fd carries only the master's
        * frames: our responses go out on out_fd, so the master reading
        * them does not wake this read (see proc/channel.h). */
+      tusk_php_worker_idle();
       ssize_t got = read(r->fd, r->in.data + r->in.len, r->in.cap - r->in.len - 1);
       if (got < 0 && errno == EINTR) continue;
       if (got <= 0) return 0; /* the master closed the channel: exit quietly */
