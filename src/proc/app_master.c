@@ -47,6 +47,7 @@
 #include "core/common.h"
 #include "core/log.h"
 #include "http/h1_parser.h"
+#include "http/response.h"
 #include "http/ws.h"
 #include "net/framing.h"
 #include "net/server.h"
@@ -66,6 +67,7 @@ typedef struct service_s {
   char name[256];
   tusk_framing_t framing;
   int websocket;      /* websocket://: HTTP/1.1 upgrade, then RFC 6455 messages */
+  int http;           /* http://: each HTTP/1.1 request is a message (http_input()) */
   uv_timer_t heartbeat; /* websocket: pings idle connections, closes dead ones */
   int php_protocol;
   size_t max_msg;
@@ -113,6 +115,8 @@ struct app_conn_s {
   int opened;        /* the worker was told (OPEN): it is told of the close too */
   int lingering;     /* websocket done: write side shut, input drained until EOF */
   int ws_pinged;     /* a ping is unanswered */
+  int http_last;     /* http://: the request without keep-alive came: ignore what follows */
+  int http_continued; /* http://: 100 Continue sent for the request being read */
   uint64_t active_ms; /* last input */
   size_t queued; /* bytes in libuv's write queue */
   group_t **groups;
@@ -483,6 +487,17 @@ static void conn_write(app_conn_t *c, tusk_buf_t *b) {
   }
 }
 
+/* After what is queued: shut down the write side, then close. */
+static void conn_close_after_writes(app_conn_t *c) {
+  if (c->closing) return;
+  uv_read_stop(&c->h.s);
+  uv_shutdown_t *r = malloc(sizeof *r);
+  if (!r || (r->data = c, uv_shutdown(r, &c->h.s, on_shutdown_done)) != 0) {
+    free(r);
+    conn_close(c);
+  }
+}
+
 static void ws_flush(app_conn_t *c);
 
 static void conn_send(app_conn_t *c, const char *data, size_t len, int raw) {
@@ -732,9 +747,111 @@ static void on_conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
   if (c->in.len == 0) tusk_buf_dispose(&c->in);
 }
 
+/* ---- http:// ------------------------------------------------------------------------
+ * Each complete HTTP/1.1 request (head parsed and checked by the h1 parser,
+ * body by Content-Length or chunked) is one DATA event whose payload is
+ *   u8 flags (1: keep-alive), u32 LE head length, the head as received
+ *   (request line, headers, CRLF CRLF), the body (chunked: decoded).
+ * PHP (Tusk\Http\Request in runtime/app.php) reads it lazily and answers
+ * with raw sends; a request without keep-alive is the connection's last.
+ * Bad requests are answered here (400, 413, 414, 431, 501, 505) and the
+ * connection closes. */
+
+#define HTTP_MAX_HEAD (16 * 1024)
+#define HTTP_MAX_HEADERS 100
+
+static void http_reject(app_conn_t *c, int status, const char *why) {
+  char b[512];
+  int n = snprintf(b, sizeof b,
+                   "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %zu\r\n"
+                   "Connection: close\r\n\r\n%s\n",
+                   status, tusk_http_reason(status), strlen(why) + 1, why);
+  tusk_buf_t o;
+  tusk_buf_init(&o);
+  tusk_buf_append(&o, b, (size_t)TUSK_MIN(n, (int)sizeof b - 1));
+  TUSK_DEBUG("connection %llu (%s): HTTP %d: %s", (unsigned long long)c->id, c->remote, status, why);
+  conn_event(c, TUSK_APP_EV_ERROR, why, strlen(why));
+  conn_write(c, &o);
+  c->http_last = 1;
+  conn_close_after_writes(c);
+}
+
+static void http_input(app_conn_t *c, const char *in, size_t len, size_t *used) {
+  static tusk_buf_t ev; /* the event being built (reused) */
+  size_t off = 0;
+  while (off < len && !c->closing && !c->http_last) {
+    tusk_h1_header_t hdrs[HTTP_MAX_HEADERS];
+    tusk_h1_request_t req;
+    memset(&req, 0, sizeof req);
+    req.headers = hdrs;
+    const tusk_h1_limits_t lim = {HTTP_MAX_HEAD, HTTP_MAX_HEAD, HTTP_MAX_HEADERS};
+    int n = tusk_h1_parse_request(in + off, len - off, &req, &lim);
+    if (n == TUSK_AGAIN) break;
+    if (n < 0) {
+      http_reject(c, tusk_h1_error_status(n), tusk_h1_error_str(n));
+      break;
+    }
+    size_t body_at = off + (size_t)n, total;
+    tusk_buf_reset(&ev);
+    uint8_t flags = req.keep_alive ? 1 : 0;
+    uint32_t hl = (uint32_t)n;
+    tusk_buf_append(&ev, &flags, 1);
+    tusk_buf_append(&ev, &hl, 4); /* little-endian hosts only, as the channel */
+    tusk_buf_append(&ev, in + off, (size_t)n);
+    if (req.chunked) {
+      tusk_h1_chunked_t d;
+      tusk_h1_chunked_init(&d, 8192);
+      size_t consumed = 0;
+      size_t before = ev.len;
+      int rc = tusk_h1_chunked_feed(&d, in + body_at, len - body_at, &consumed, &ev);
+      if (ev.len - before > c->svc->max_msg) {
+        http_reject(c, 413, "request body too large");
+        break;
+      }
+      if (rc == TUSK_AGAIN) goto need_more;
+      if (rc != 0) {
+        http_reject(c, rc == TUSK_H1_E_HEADERS_TOO_LARGE ? 431 : 400, "malformed chunked body");
+        break;
+      }
+      total = (size_t)n + consumed;
+    } else {
+      uint64_t cl = req.content_length > 0 ? (uint64_t)req.content_length : 0;
+      if (cl > c->svc->max_msg) {
+        http_reject(c, 413, "request body too large");
+        break;
+      }
+      if (len - body_at < cl) goto need_more;
+      tusk_buf_append(&ev, in + body_at, (size_t)cl);
+      total = (size_t)n + (size_t)cl;
+    }
+    conn_event(c, TUSK_APP_EV_DATA, ev.data, ev.len);
+    c->http_continued = 0;
+    if (!req.keep_alive) c->http_last = 1;
+    off += total;
+    continue;
+  need_more:
+    if (req.expect_continue && !c->http_continued) {
+      static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+      tusk_buf_t o;
+      tusk_buf_init(&o);
+      tusk_buf_append(&o, cont, sizeof cont - 1);
+      conn_write(c, &o);
+      c->http_continued = 1;
+    }
+    break;
+  }
+  if (ev.cap > 4u << 20) tusk_buf_dispose(&ev);
+  /* After the last request, or an error, the rest is dropped. */
+  *used = c->http_last || c->closing ? len : off;
+}
+
 /* Frames the bytes in[0..len) into events; *used: what was consumed. */
 static void conn_input(app_conn_t *c, const char *in, size_t len, size_t *used) {
   size_t off = 0;
+  if (c->svc->http) {
+    http_input(c, in, len, used);
+    return;
+  }
   if (c->svc->websocket) {
     if (!c->ws_open) {
       int n = ws_handshake(c, in, len);
@@ -965,13 +1082,7 @@ static void on_command(app_worker_t *w, const tusk_chan_frame_t *f, const char *
         ws_flush(c);
         break;
       }
-      /* After what is queued: shut down the write side, then close. */
-      uv_read_stop(&c->h.s);
-      uv_shutdown_t *r = malloc(sizeof *r);
-      if (!r || (r->data = c, uv_shutdown(r, &c->h.s, on_shutdown_done)) != 0) {
-        free(r);
-        conn_close(c);
-      }
+      conn_close_after_writes(c);
       break;
     }
     case TUSK_APP_CMD_PAUSE:
@@ -1758,14 +1869,14 @@ static int listen_service(service_t *s, char *err, size_t errlen) {
   else if (sl == 4 && !strncmp(a, "text", 4)) s->framing = TUSK_FRAMING_TEXT;
   else if (sl == 5 && !strncmp(a, "frame", 5)) s->framing = TUSK_FRAMING_FRAME;
   else if (sl == 9 && !strncmp(a, "websocket", 9)) s->websocket = 1;
+  else if (sl == 4 && !strncmp(a, "http", 4)) s->http = 1;
   else if (sl == 3 && !strncmp(a, "udp", 3)) s->is_udp = 1;
   else if (sl == 4 && !strncmp(a, "unix", 4)) {
     s->framing = TUSK_FRAMING_RAW;
     s->is_unix = 1;
   } else {
     snprintf(err, errlen,
-             "service '%s': unknown scheme '%.*s' (tcp, text, frame, websocket, udp and unix are served; "
-             "http is not yet)",
+             "service '%s': unknown scheme '%.*s' (tcp, text, frame, http, websocket, udp and unix are served)",
              a, (int)sl, a);
     return -1;
   }

@@ -956,3 +956,199 @@ def test_direct_mode_refuses_websocket_handoff_from_the_http_port():
     finally:
         web.stop()
         a.stop()
+
+
+# --------------------------------------------------------------------------- http://
+
+import http.client
+import json
+
+
+def http_req(port, method, path, body=None, headers=None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request(method, path, body=body, headers=headers or {})
+    r = conn.getresponse()
+    data = r.read()
+    conn.close()
+    return r, data
+
+
+def raw_http(port, data, timeout=5):
+    """Sends data, reads until the server closes (a timeout fails)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.sendall(data)
+    out = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        out += b
+    s.close()
+    return out
+
+
+def test_http_get_query_headers_cookies(app):
+    a = app()
+    p = a.ports["http"]
+    r, body = http_req(p, "GET", "/hello")
+    assert r.status == 200 and body == b"Hello, World!"
+    assert r.getheader("content-type") == "text/html; charset=utf-8" and r.getheader("content-length") == "13"
+    r, body = http_req(p, "GET", "/info?a=1&b%5B%5D=2&b%5B%5D=3&s=x+y",
+                       headers={"X-Test": "yes", "Cookie": "sid=abc; n=%41"})
+    j = json.loads(body)
+    assert r.status == 200 and r.getheader("content-type") == "application/json"
+    assert j["method"] == "GET" and j["path"] == "/info" and j["query"] == "a=1&b%5B%5D=2&b%5B%5D=3&s=x+y"
+    assert j["get"] == {"a": "1", "b": ["2", "3"], "s": "x y"}
+    assert j["x"] == "yes" and j["headers"]["x-test"] == "yes" and j["host"] == "127.0.0.1"
+    assert j["cookie"] == {"sid": "abc", "n": "A"} and j["version"] == "1.1"
+    r, body = http_req(p, "GET", "/nope")
+    assert r.status == 404 and body == b"not found\n"
+    r, body = http_req(p, "GET", "/cookie")
+    assert r.status == 201 and body == b"made"
+    assert r.getheader("set-cookie") == "sid=a%20b; Max-Age=60; Path=/; HttpOnly"
+    assert r.msg.get_all("x-multi") == ["one", "two"]
+
+
+def test_http_post_form_json_and_multipart_upload(app):
+    a = app()
+    p = a.ports["http"]
+    r, body = http_req(p, "POST", "/info", body="x=1&y=h%C3%A9llo&arr%5Bk%5D=v",
+                       headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert json.loads(body)["post"] == {"x": "1", "y": "héllo", "arr": {"k": "v"}}
+    r, body = http_req(p, "POST", "/info", body='{"j": [1, 2], "s": "t"}', headers={"Content-Type": "application/json"})
+    assert json.loads(body)["post"] == {"j": [1, 2], "s": "t"}
+    content = os.urandom(100000)
+    bnd = "----tuskboundary7"
+    mp = ("--%s\r\nContent-Disposition: form-data; name=\"field\"\r\n\r\nvalue 1\r\n"
+          "--%s\r\nContent-Disposition: form-data; name=\"tags[]\"\r\n\r\na\r\n"
+          "--%s\r\nContent-Disposition: form-data; name=\"tags[]\"\r\n\r\nb\r\n"
+          "--%s\r\nContent-Disposition: form-data; name=\"up\"; filename=\"data.bin\"\r\n"
+          "Content-Type: application/octet-stream\r\n\r\n" % (bnd, bnd, bnd, bnd)).encode() + content + \
+         ("\r\n--%s--\r\n" % bnd).encode()
+    r, body = http_req(p, "POST", "/info", body=mp, headers={"Content-Type": "multipart/form-data; boundary=" + bnd})
+    j = json.loads(body)
+    assert j["post"] == {"field": "value 1", "tags": ["a", "b"]}
+    f = j["files"]["up"]
+    assert f["name"] == "data.bin" and f["size"] == 100000 and f["type"] == "application/octet-stream"
+    assert f["sha1"] == hashlib.sha1(content).hexdigest()
+    # The upload's temporary file is gone with the request.
+    deadline = time.time() + 5
+    while os.path.exists(f["tmp"]) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(f["tmp"])
+
+
+def test_http_keep_alive_pipelining_and_close(app):
+    a = app()
+    p = a.ports["http"]
+    # Several requests on one connection, answered in order.
+    conn = http.client.HTTPConnection("127.0.0.1", p, timeout=10)
+    for i in range(5):
+        conn.request("GET", "/info?i=%d" % i)
+        r = conn.getresponse()
+        assert json.loads(r.read())["get"] == {"i": str(i)}
+        assert r.getheader("connection") == "keep-alive"
+    conn.close()
+    # Pipelined in one packet.
+    out = raw_http(p, b"".join(b"GET /info?n=%d HTTP/1.1\r\nHost: t\r\n\r\n" % i for i in range(3)) +
+                   b"GET /info?n=last HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert out.count(b"HTTP/1.1 200 OK") == 4
+    ns = re.findall(rb'"n":"(\w+)"', out)
+    assert ns == [b"0", b"1", b"2", b"last"], out[:500]
+    assert out.rstrip().endswith(b"}") and b"Connection: close" in out
+    # HTTP/1.0 without keep-alive: answered, then closed.
+    out = raw_http(p, b"GET /hello HTTP/1.0\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 200 OK") and out.endswith(b"Hello, World!") and b"Connection: close" in out
+    # HEAD: the headers of the GET, no body.
+    out = raw_http(p, b"HEAD /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert b"Content-Length: 13" in out and out.endswith(b"\r\n\r\n")
+    # A response sent later (from a timer).
+    r, body = http_req(p, "GET", "/later?n=7")
+    assert body == b"later 7"
+
+
+def test_http_chunked_body_expect_continue_and_large_response(app):
+    a = app()
+    p = a.ports["http"]
+    data = os.urandom(50000)
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(data[i:i + 7000]), data[i:i + 7000]) for i in range(0, len(data), 7000))
+    out = raw_http(p, b"POST /info HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" +
+                   chunks + b"0\r\n\r\n")
+    j = json.loads(out.split(b"\r\n\r\n", 1)[1])
+    assert j["body_len"] == 50000 and j["body_sha1"] == hashlib.sha1(data).hexdigest()
+    # Expect: 100-continue is answered before the body is sent.
+    s = socket.create_connection(("127.0.0.1", p), timeout=5)
+    s.sendall(b"POST /info HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+    assert s.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+    s.sendall(b"hello")
+    got = b""
+    while b'"body_len":5' not in got:
+        b = s.recv(65536)
+        assert b
+        got += b
+    s.close()
+    r, body = http_req(p, "GET", "/big")
+    assert r.status == 200 and len(body) == 1 << 20 and body[:16] == b"0123456789abcdef"
+
+
+@pytest.mark.parametrize("req,status", [
+    (b"GARBAGE\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\n\r\n", 400),  # no Host
+    (b"GET / HTTP/2.5\r\nHost: t\r\n\r\n", 505),
+    (b"GET / HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n", 431),
+    (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 300000\r\n\r\n", 413),
+    (b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+    (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
+])
+def test_http_bad_requests_are_answered_and_closed(app, req, status):
+    a = app()
+    p = a.ports["http"]
+    out = raw_http(p, req)
+    assert out.startswith(b"HTTP/1.1 %d " % status), out[:200]
+    assert b"Connection: close" in out
+    # The service goes on.
+    r, body = http_req(p, "GET", "/hello")
+    assert body == b"Hello, World!"
+
+
+def test_http_chunked_body_over_the_limit_is_413(app):
+    a = app()
+    big = b"".join(b"4000\r\n" + b"x" * 0x4000 + b"\r\n" for _ in range(20))  # 320 KiB > 256 KiB
+    out = raw_http(a.ports["http"], b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n" + big)
+    assert out.startswith(b"HTTP/1.1 413 "), out[:100]
+
+
+def test_http_exception_in_handler_is_500_and_logged(app):
+    a = app()
+    r, body = http_req(a.ports["http"], "GET", "/throw")
+    assert r.status == 500
+    assert "http handler failed" in a.text()
+    r, body = http_req(a.ports["http"], "GET", "/hello")
+    assert r.status == 200
+
+
+def test_http_random_bodies_never_break_the_worker(app):
+    # The PHP side parses form, JSON and multipart bodies: random and
+    # truncated ones give a 200 with what could be read, never a dead worker.
+    a = app()
+    p = a.ports["http"]
+    rnd = __import__("random").Random(7)
+    bnd = "b0und"
+    good = ("--%s\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.txt\"\r\n\r\nabc\r\n--%s--\r\n"
+            % (bnd, bnd)).encode()
+    for i in range(60):
+        kind = i % 3
+        if kind == 0:
+            body = bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 400)))
+        elif kind == 1:
+            cut = rnd.randrange(len(good))
+            body = good[:cut] + bytes(rnd.randrange(256) for _ in range(rnd.randrange(0, 20)))
+        else:
+            body = bytes(rnd.choice(b"&=[]%a") for _ in range(rnd.randrange(1, 200)))
+        ctype = ["multipart/form-data; boundary=" + bnd, "application/json",
+                 "application/x-www-form-urlencoded"][kind if i % 2 else 0]
+        r, data = http_req(p, "POST", "/info", body=body, headers={"Content-Type": ctype})
+        assert r.status == 200, (i, r.status, data[:200])
+        json.loads(data)
+    assert "PHP Fatal" not in a.text()

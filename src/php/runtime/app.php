@@ -38,10 +38,13 @@ class Worker
     /** Largest message for text://, frame:// and websocket:// (bytes); bigger ones close the connection. */
     public int $maxPackageSize = 1048576;
     public int $index;
+    /** @internal http:// service: onMessage gets a Tusk\Http\Request */
+    public bool $isHttp = false;
 
     public function __construct(public string $listen = '', public array $context = [])
     {
         $this->index = count(self::$workers);
+        $this->isHttp = strncasecmp($listen, 'http://', 7) === 0;
         self::$workers[] = $this;
     }
 
@@ -79,18 +82,28 @@ class Connection
     public string $buffer = '';
     /** websocket://: true when the message onMessage is handling came as a binary one (false: text). */
     public bool $lastMessageBinary = false;
+    /** @internal http://: [keep-alive, HEAD] of each request not yet answered, oldest first */
+    public array $httpPending = [];
     private bool $closed = false;
 
     public function __construct(public int $id, public Worker $worker, private string $remote)
     {
     }
 
-    /** Queues data for the client (framed by the service's protocol). */
-    public function send(string $data, bool $raw = false): bool
+    /**
+     * Queues data for the client (framed by the service's protocol). On an
+     * http:// service: the response to the oldest unanswered request, a
+     * Tusk\Http\Response or a string (200, text/html).
+     */
+    public function send(mixed $data, bool $raw = false): bool
     {
         if ($this->closed) {
             return false;
         }
+        if ($this->worker->isHttp && !$raw) {
+            return $this->sendHttp($data);
+        }
+        $data = (string)$data;
         if (!$raw && $this->worker->protocol !== null) {
             $data = ($this->worker->protocol)::encode($data, $this);
         }
@@ -130,6 +143,17 @@ class Connection
 
     /** @internal */
     public function markClosed(): void { $this->closed = true; }
+
+    private function sendHttp(mixed $data): bool
+    {
+        $response = $data instanceof Http\Response ? $data : new Http\Response(200, [], (string)$data);
+        [$keepAlive, $head] = array_shift($this->httpPending) ?? [true, false];
+        Internal\app_cmd(Loop::CMD_SEND_RAW, $this->id, $response->encode($keepAlive, $head));
+        if (!$keepAlive) {
+            $this->close();
+        }
+        return true;
+    }
 }
 
 /**
@@ -631,7 +655,9 @@ final class Loop
                             break;
                         }
                         $c->lastMessageBinary = ($flags & 1) === 1;
-                        if ($c->worker->protocol !== null) {
+                        if ($c->worker->isHttp) {
+                            self::http($c, $data);
+                        } elseif ($c->worker->protocol !== null) {
                             self::input($c, $data);
                         } elseif ($c->worker->onMessage) {
                             self::call($c->worker->onMessage, [$c, $data]);
@@ -695,6 +721,27 @@ final class Loop
         Internal\app_wait(0); // sends what the stop callbacks queued
     }
 
+    /** http://: one request (see http_input() in src/proc/app_master.c for the layout). */
+    private static function http(Connection $c, string $data): void
+    {
+        $headLen = unpack('V', $data, 1)[1];
+        $request = new Http\Request(substr($data, 5, $headLen), (string)substr($data, 5 + $headLen));
+        $request->connection = $c;
+        $c->httpPending[] = [(ord($data[0]) & 1) === 1, $request->method() === 'HEAD'];
+        $pending = count($c->httpPending);
+        try {
+            if ($c->worker->onMessage) {
+                ($c->worker->onMessage)($c, $request);
+            }
+        } catch (\Throwable $e) {
+            error_log(sprintf('Tusk: uncaught %s in a callback: %s in %s:%d', get_class($e), $e->getMessage(),
+                $e->getFile(), $e->getLine()));
+            if (count($c->httpPending) >= $pending) {
+                $c->send(new Http\Response(500, [], "Internal Server Error\n"));
+            }
+        }
+    }
+
     /** A protocol written in PHP: input() says how long the next message is (0: need more). */
     private static function input(Connection $c, string $data): void
     {
@@ -729,6 +776,351 @@ final class Loop
         }
     }
 }
+
+namespace Tusk\Http;
+
+/**
+ * An HTTP request on an http:// service (Workerman's Request API). Tusk's C
+ * side parsed and checked the head and read the body; the parts are parsed
+ * here on first use.
+ */
+#[\AllowDynamicProperties]
+class Request
+{
+    /** @var \Tusk\Connection|null the connection it came on */
+    public $connection = null;
+    private string $method;
+    private string $uri;
+    private string $version;
+    private ?array $headers = null;
+    private ?array $get = null;
+    private ?array $post = null;
+    private ?array $files = null;
+    private ?array $cookies = null;
+    /** @var string[] temporary files of uploads, removed with the request */
+    private array $tmpFiles = [];
+
+    public function __construct(private string $head, private string $body)
+    {
+        $eol = strpos($head, "\r\n");
+        $line = $eol === false ? $head : substr($head, 0, $eol);
+        $parts = explode(' ', $line, 3);
+        $this->method = $parts[0];
+        $this->uri = $parts[1] ?? '/';
+        $this->version = isset($parts[2]) ? substr($parts[2], 5) : '1.1';
+    }
+
+    public function __destruct()
+    {
+        foreach ($this->tmpFiles as $f) {
+            if (is_file($f)) {
+                @unlink($f);
+            }
+        }
+    }
+
+    public function method(): string { return $this->method; }
+    public function uri(): string { return $this->uri; }
+    public function protocolVersion(): string { return $this->version; }
+    public function rawHead(): string { return $this->head; }
+    public function rawBody(): string { return $this->body; }
+
+    public function path(): string
+    {
+        $q = strpos($this->uri, '?');
+        return $q === false ? $this->uri : substr($this->uri, 0, $q);
+    }
+
+    public function queryString(): string
+    {
+        $q = strpos($this->uri, '?');
+        return $q === false ? '' : substr($this->uri, $q + 1);
+    }
+
+    /** A header by lower-case name (several of a name joined with ", "), or all of them. */
+    public function header(?string $name = null, mixed $default = null): mixed
+    {
+        if ($this->headers === null) {
+            $this->headers = [];
+            $eol = strpos($this->head, "\r\n");
+            foreach (explode("\r\n", substr($this->head, $eol + 2)) as $line) {
+                $colon = strpos($line, ':');
+                if ($colon === false) {
+                    continue;
+                }
+                $k = strtolower(substr($line, 0, $colon));
+                $v = trim(substr($line, $colon + 1), " \t");
+                $this->headers[$k] = isset($this->headers[$k])
+                    ? $this->headers[$k] . ($k === 'cookie' ? '; ' : ', ') . $v : $v;
+            }
+        }
+        return $name === null ? $this->headers : ($this->headers[strtolower($name)] ?? $default);
+    }
+
+    public function host(bool $withoutPort = false): ?string
+    {
+        $h = $this->header('host');
+        if ($h === null || !$withoutPort) {
+            return $h;
+        }
+        if ($h !== '' && $h[0] === '[') {
+            $e = strpos($h, ']');
+            return $e === false ? $h : substr($h, 0, $e + 1);
+        }
+        $p = strrpos($h, ':');
+        return $p === false ? $h : substr($h, 0, $p);
+    }
+
+    /** Query string parameters: one, or all. */
+    public function get(?string $name = null, mixed $default = null): mixed
+    {
+        if ($this->get === null) {
+            $this->get = [];
+            parse_str($this->queryString(), $this->get);
+        }
+        return $name === null ? $this->get : ($this->get[$name] ?? $default);
+    }
+
+    /** Body parameters (form, multipart or JSON): one, or all. */
+    public function post(?string $name = null, mixed $default = null): mixed
+    {
+        if ($this->post === null) {
+            $this->parseBody();
+        }
+        return $name === null ? $this->post : ($this->post[$name] ?? $default);
+    }
+
+    /** Uploaded files of a multipart body: one, or all (name, tmp_name, size, error, type). */
+    public function file(?string $name = null): mixed
+    {
+        if ($this->post === null) {
+            $this->parseBody();
+        }
+        return $name === null ? $this->files : ($this->files[$name] ?? null);
+    }
+
+    public function cookie(?string $name = null, mixed $default = null): mixed
+    {
+        if ($this->cookies === null) {
+            $this->cookies = [];
+            foreach (explode(';', (string)$this->header('cookie', '')) as $pair) {
+                $eq = strpos($pair, '=');
+                if ($eq === false) {
+                    continue;
+                }
+                $k = trim(substr($pair, 0, $eq));
+                if ($k !== '' && !isset($this->cookies[$k])) {
+                    $this->cookies[$k] = urldecode(trim(substr($pair, $eq + 1), " \t\""));
+                }
+            }
+        }
+        return $name === null ? $this->cookies : ($this->cookies[$name] ?? $default);
+    }
+
+    private function parseBody(): void
+    {
+        $this->post = [];
+        $this->files = [];
+        if ($this->body === '') {
+            return;
+        }
+        $type = strtolower((string)$this->header('content-type', ''));
+        if (str_starts_with($type, 'application/x-www-form-urlencoded')) {
+            parse_str($this->body, $this->post);
+        } elseif (str_starts_with($type, 'application/json')) {
+            $v = json_decode($this->body, true);
+            $this->post = is_array($v) ? $v : [];
+        } elseif (str_starts_with($type, 'multipart/form-data')
+            && preg_match('/boundary="?([^";]+)"?/i', (string)$this->header('content-type'), $m)) {
+            $this->parseMultipart($m[1]);
+        }
+    }
+
+    private function parseMultipart(string $boundary): void
+    {
+        $delim = "--$boundary";
+        $pos = strpos($this->body, $delim);
+        if ($pos === false) {
+            return;
+        }
+        $pos += strlen($delim);
+        $fields = '';
+        while (substr($this->body, $pos, 2) === "\r\n") {
+            $headEnd = strpos($this->body, "\r\n\r\n", $pos + 2);
+            $next = $headEnd === false ? false : strpos($this->body, "\r\n$delim", $headEnd + 4);
+            if ($next === false) {
+                return; // truncated: keep what was complete
+            }
+            $partHead = substr($this->body, $pos + 2, $headEnd - $pos - 2);
+            $content = substr($this->body, $headEnd + 4, $next - $headEnd - 4);
+            $pos = $next + 2 + strlen($delim);
+            $name = $filename = null;
+            $ctype = '';
+            foreach (explode("\r\n", $partHead) as $h) {
+                if (stripos($h, 'content-disposition:') === 0) {
+                    if (preg_match('/\bname="([^"]*)"/i', $h, $m)) {
+                        $name = $m[1];
+                    }
+                    if (preg_match('/\bfilename="([^"]*)"/i', $h, $m)) {
+                        $filename = $m[1];
+                    }
+                } elseif (stripos($h, 'content-type:') === 0) {
+                    $ctype = trim(substr($h, 13));
+                }
+            }
+            if ($name === null) {
+                continue;
+            }
+            if ($filename === null) {
+                // Through parse_str, so that a[]= and a[k]= nest as in $_POST.
+                $fields .= ($fields === '' ? '' : '&') . urlencode($name) . '=' . urlencode($content);
+                continue;
+            }
+            $tmp = tempnam(sys_get_temp_dir(), 'tusk-upload-');
+            $ok = $tmp !== false && file_put_contents($tmp, $content) === strlen($content);
+            if ($tmp !== false) {
+                $this->tmpFiles[] = $tmp;
+            }
+            $this->files[$name] = [
+                'name' => basename($filename),
+                'tmp_name' => $ok ? $tmp : '',
+                'size' => strlen($content),
+                'error' => $ok ? UPLOAD_ERR_OK : UPLOAD_ERR_CANT_WRITE,
+                'type' => $ctype,
+            ];
+        }
+        if ($fields !== '') {
+            parse_str($fields, $this->post);
+        }
+    }
+}
+
+/** An HTTP response for Connection::send() on an http:// service (Workerman's Response API). */
+class Response
+{
+    private const REASONS = [
+        100 => 'Continue', 101 => 'Switching Protocols', 200 => 'OK', 201 => 'Created', 202 => 'Accepted',
+        204 => 'No Content', 206 => 'Partial Content', 301 => 'Moved Permanently', 302 => 'Found',
+        303 => 'See Other', 304 => 'Not Modified', 307 => 'Temporary Redirect', 308 => 'Permanent Redirect',
+        400 => 'Bad Request', 401 => 'Unauthorized', 403 => 'Forbidden', 404 => 'Not Found',
+        405 => 'Method Not Allowed', 406 => 'Not Acceptable', 408 => 'Request Timeout', 409 => 'Conflict',
+        410 => 'Gone', 411 => 'Length Required', 413 => 'Content Too Large', 415 => 'Unsupported Media Type',
+        422 => 'Unprocessable Content', 429 => 'Too Many Requests', 500 => 'Internal Server Error',
+        501 => 'Not Implemented', 502 => 'Bad Gateway', 503 => 'Service Unavailable', 504 => 'Gateway Timeout',
+    ];
+
+    /** @var array<string, string|string[]> by name as given */
+    private array $headers = [];
+    private ?string $reason = null;
+
+    public function __construct(private int $status = 200, array $headers = [], private string $body = '')
+    {
+        $this->withHeaders($headers);
+    }
+
+    public function withStatus(int $code, ?string $reason = null): static
+    {
+        $this->status = $code;
+        $this->reason = $reason;
+        return $this;
+    }
+
+    public function withHeader(string $name, mixed $value): static
+    {
+        foreach (array_keys($this->headers) as $k) {
+            if (strcasecmp($k, $name) === 0) {
+                unset($this->headers[$k]);
+            }
+        }
+        $this->headers[$name] = is_array($value) ? array_map('strval', $value) : (string)$value;
+        return $this;
+    }
+
+    public function header(string $name, mixed $value): static { return $this->withHeader($name, $value); }
+
+    public function withHeaders(array $headers): static
+    {
+        foreach ($headers as $k => $v) {
+            $this->withHeader($k, $v);
+        }
+        return $this;
+    }
+
+    public function withoutHeader(string $name): static
+    {
+        foreach (array_keys($this->headers) as $k) {
+            if (strcasecmp($k, $name) === 0) {
+                unset($this->headers[$k]);
+            }
+        }
+        return $this;
+    }
+
+    public function withBody(string $body): static
+    {
+        $this->body = $body;
+        return $this;
+    }
+
+    /** Adds a Set-Cookie header. */
+    public function cookie(string $name, string $value = '', ?int $maxAge = null, string $path = '',
+                           string $domain = '', bool $secure = false, bool $httpOnly = false,
+                           string $sameSite = ''): static
+    {
+        $c = $name . '=' . rawurlencode($value)
+            . ($maxAge !== null ? '; Max-Age=' . $maxAge : '') . ($path !== '' ? '; Path=' . $path : '')
+            . ($domain !== '' ? '; Domain=' . $domain : '') . ($secure ? '; Secure' : '')
+            . ($httpOnly ? '; HttpOnly' : '') . ($sameSite !== '' ? '; SameSite=' . $sameSite : '');
+        $old = $this->getHeader('Set-Cookie');
+        $this->withHeader('Set-Cookie', array_merge($old === null ? [] : (array)$old, [$c]));
+        return $this;
+    }
+
+    public function getStatusCode(): int { return $this->status; }
+    public function getReasonPhrase(): string { return $this->reason ?? (self::REASONS[$this->status] ?? 'Unknown'); }
+    public function getHeaders(): array { return $this->headers; }
+    public function rawBody(): string { return $this->body; }
+
+    public function getHeader(string $name): mixed
+    {
+        foreach ($this->headers as $k => $v) {
+            if (strcasecmp($k, $name) === 0) {
+                return $v;
+            }
+        }
+        return null;
+    }
+
+    /** The response on the wire (HTTP/1.1), for a keep-alive request (or not), to a HEAD request (no body). */
+    public function encode(bool $keepAlive = true, bool $head = false): string
+    {
+        $out = 'HTTP/1.1 ' . $this->status . ' ' . $this->getReasonPhrase() . "\r\nServer: tusk\r\n";
+        $type = false;
+        foreach ($this->headers as $k => $v) {
+            $lk = strtolower($k);
+            if ($lk === 'content-length' || $lk === 'connection' || $lk === 'transfer-encoding') {
+                continue; // ours
+            }
+            $type = $type || $lk === 'content-type';
+            foreach ((array)$v as $one) {
+                $out .= $k . ': ' . str_replace(["\r", "\n"], '', $one) . "\r\n";
+            }
+        }
+        $noBody = $this->status < 200 || $this->status === 204 || $this->status === 304;
+        if (!$type && !$noBody) {
+            $out .= "Content-Type: text/html; charset=utf-8\r\n";
+        }
+        if (!$noBody) {
+            $out .= 'Content-Length: ' . strlen($this->body) . "\r\n";
+        }
+        $out .= $keepAlive ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n";
+        return $head || $noBody ? $out : $out . $this->body;
+    }
+
+    public function __toString(): string { return $this->encode(); }
+}
+
+namespace Tusk;
 
 if (!empty($_SERVER['TUSK_APP_SCRIPT'])) {
     require $_SERVER['TUSK_APP_SCRIPT'];

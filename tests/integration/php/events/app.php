@@ -143,4 +143,45 @@ $udp->onMessage = function ($c, string $data) {
     $c->send($data === 'pid' ? (string)getmypid() : 'udp ' . $data . ' from ' . $c->getRemoteIp());
 };
 
+// http://: Workerman's Request/Response API.
+$http = new Worker('http://127.0.0.1:0');
+$http->name = 'http';
+$http->maxPackageSize = 256 * 1024;
+$http->onMessage = function (Connection $c, Tusk\Http\Request $r) {
+    switch ($r->path()) {
+        case '/hello':
+            $c->send('Hello, World!');
+            return;
+        case '/info':
+            $files = [];
+            foreach ($r->file() as $k => $f) {
+                $files[$k] = ['name' => $f['name'], 'size' => $f['size'], 'type' => $f['type'],
+                              'sha1' => sha1_file($f['tmp_name']), 'tmp' => $f['tmp_name']];
+            }
+            $c->send(new Tusk\Http\Response(200, ['Content-Type' => 'application/json', 'X-Pid' => getmypid()],
+                json_encode(['method' => $r->method(), 'uri' => $r->uri(), 'path' => $r->path(),
+                    'query' => $r->queryString(), 'get' => $r->get(), 'post' => $r->post(), 'cookie' => $r->cookie(),
+                    'headers' => $r->header(), 'x' => $r->header('X-Test', 'none'), 'host' => $r->host(true),
+                    'version' => $r->protocolVersion(), 'files' => $files, 'body_len' => strlen($r->rawBody()),
+                    'body_sha1' => sha1($r->rawBody())], JSON_INVALID_UTF8_SUBSTITUTE)));
+            return;
+        case '/big':
+            $c->send(str_repeat('0123456789abcdef', 65536)); // 1 MiB
+            return;
+        case '/cookie':
+            $c->send((new Tusk\Http\Response(201))->cookie('sid', 'a b', 60, '/', '', false, true)
+                ->withHeader('X-Multi', ['one', 'two'])->withBody('made'));
+            return;
+        case '/later': // answered later, from a timer
+            Timer::add(0.1, function () use ($c, $r) { $c->send('later ' . $r->get('n')); }, [], false);
+            return;
+        case '/throw':
+            throw new RuntimeException('http handler failed');
+        case '/pid':
+            $c->send((string)getmypid());
+            return;
+    }
+    $c->send(new Tusk\Http\Response(404, [], "not found\n"));
+};
+
 Worker::runAll();
