@@ -56,13 +56,19 @@ static void on_timer(uv_timer_t *t) {
     /* Streams waiting for PHP keep the connection; an idle one says
      * GOAWAY before closing (RFC 9113 9.1), so that the client knows no
      * request of its was lost, and is closed if still there 2 s later. */
+    uint64_t idle_ms = (uint64_t)(c->ctx->conf->idle_timeout * 1000), quiet = now_ms(c) - c->active_ms;
     if (c->state == ST_LINGER || (tusk_h2_idle(c->h2) && tusk_h2_draining(c->h2))) {
       conn_close(c);
-    } else if (tusk_h2_idle(c->h2)) {
+    } else if (tusk_h2_idle(c->h2) && quiet >= idle_ms) {
       tusk_h2_drain(c->h2);
       if (!c->closing && c->state != ST_LINGER) uv_timer_start(&c->timer, on_timer, 2000, 0);
     } else {
-      uv_timer_start(&c->timer, on_timer, (uint64_t)(c->ctx->conf->idle_timeout * 1000), 0);
+      /* Busy, or idle for less than --idle-timeout (the timer also runs
+       * for SSE keep-alives): quiet event streams get their comment. */
+      uint64_t next = tusk_h2_idle(c->h2) ? idle_ms - quiet : idle_ms;
+      int64_t sse = tusk_h2_sse_keepalive(c->h2);
+      if (sse >= 0 && (uint64_t)sse < next) next = (uint64_t)sse;
+      if (!c->closing) uv_timer_start(&c->timer, on_timer, next ? next : 1, 0);
     }
     return;
   }
@@ -97,6 +103,12 @@ static void on_timer(uv_timer_t *t) {
   tusk_buf_dispose(&body);
   c->status = 408;
   tusk__h1_write_and_close(c, &b);
+}
+
+void tusk__conn_timer_within(tusk_h1_conn_t *c, uint64_t ms) {
+  if (c->closing) return;
+  if (!uv_is_active((uv_handle_t *)&c->timer) || uv_timer_get_due_in(&c->timer) > ms)
+    uv_timer_start(&c->timer, on_timer, ms, 0);
 }
 
 static void arm(tusk_h1_conn_t *c, double secs) {
@@ -979,23 +991,27 @@ static void php_info(tusk_http_job_t *j, const char *payload, size_t len) {
   conn_write(c, &b);
 }
 
-static void php_head(tusk_http_job_t *j, const char *payload, size_t len) {
-  tusk_h1_conn_t *c = CONN_OF(j);
-  tusk_buf_reset(&c->php_head);
-  tusk_buf_append(&c->php_head, payload, len);
+int tusk__head_is_event_stream(const char *payload, size_t len) {
   tusk_chan_head_t h;
   tusk_chan_head_parse(payload, len, &h);
-  c->sse = 0;
   for (const char *l = h.lines, *end = h.lines + h.lines_len; l < end;) {
     const char *eol = memchr(l, '\n', (size_t)(end - l));
     size_t ll = eol ? (size_t)(eol - l) : (size_t)(end - l);
     if (ll >= 30 && !strncasecmp(l, "content-type:", 13)) {
       const char *v = l + 13;
       while (*v == ' ') v++;
-      if (!strncasecmp(v, "text/event-stream", 17)) c->sse = 1;
+      if (!strncasecmp(v, "text/event-stream", 17)) return 1;
     }
     l += ll + 1;
   }
+  return 0;
+}
+
+static void php_head(tusk_http_job_t *j, const char *payload, size_t len) {
+  tusk_h1_conn_t *c = CONN_OF(j);
+  tusk_buf_reset(&c->php_head);
+  tusk_buf_append(&c->php_head, payload, len);
+  c->sse = tusk__head_is_event_stream(payload, len);
   c->sse_tail[0] = c->sse_tail[1] = '\n';
 }
 
@@ -1218,6 +1234,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     conn_close(c);
     return;
   }
+  if (nread > 0) c->active_ms = now_ms(c);
   if (nread == 0) return;
   if (c->state == ST_LINGER) return; /* drop */
   if (c->tls) {
@@ -1321,6 +1338,7 @@ void tusk_h1_conn_start(tusk_http_ctx_t *ctx, tusk_h1_conn_t *c, int tls) {
   }
   uv_timer_init(ctx->loop, &c->timer);
   c->timer.data = c;
+  c->active_ms = uv_now(ctx->loop);
   c->handles_open = 2;
   c->next = ctx->conns;
   if (ctx->conns) ctx->conns->prev = c;

@@ -98,6 +98,7 @@ struct tusk_h1_conn_s {
   int close_after_write;
   int read_stopped;
   uint64_t served; /* responses completed on this connection */
+  uint64_t active_ms; /* when bytes last came in */
   /* HTTP/2 (after ALPN h2, h2c prior knowledge or Upgrade), or NULL. */
   struct tusk_h2_s *h2;
   /* TLS, or NULL on plain connections. */
@@ -122,6 +123,11 @@ void tusk_h1_conn_free_unstarted(tusk_h1_conn_t *c);
 void tusk__conn_write(tusk_h1_conn_t *c, tusk_buf_t *b);
 /* Logs a 503 for a full queue, at most once a second (with a count). */
 void tusk__http_warn_queue_full(tusk_http_ctx_t *ctx, const char *what);
+/* 1 when a HEAD frame payload (proc/channel.h) has Content-Type
+ * text/event-stream. */
+int tusk__head_is_event_stream(const char *payload, size_t len);
+/* Makes the connection's timer fire within ms (HTTP/2: SSE keep-alives). */
+void tusk__conn_timer_within(tusk_h1_conn_t *c, uint64_t ms);
 /* Closes the connection once everything written so far is sent. */
 void tusk__conn_close_after_writes(tusk_h1_conn_t *c);
 /* TLS facts for $_SERVER (all NULL on plain connections). */

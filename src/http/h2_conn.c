@@ -59,6 +59,9 @@ typedef struct h2_stream_s {
   int status;
   tusk_encoder_t *enc; /* compressing a streamed PHP response */
   int enc_kind;
+  int sse;             /* text/event-stream: keep-alive comments while quiet */
+  char sse_tail[2];    /* its last two bytes: a comment goes only between events */
+  uint64_t sse_last_ms; /* when PHP last sent some of it */
   uint64_t sent;
   uint64_t started_ms;
   struct h2_stream_s *prev, *next;
@@ -503,6 +506,8 @@ static void php_head(tusk_http_job_t *j, const char *payload, size_t len) {
   h2_stream_t *s = STREAM_OF(j);
   tusk_buf_reset(&s->php_head);
   tusk_buf_append(&s->php_head, payload, len);
+  s->sse = tusk__head_is_event_stream(payload, len);
+  s->sse_tail[0] = s->sse_tail[1] = '\n';
 }
 
 static void php_info(tusk_http_job_t *j, const char *payload, size_t len) {
@@ -592,6 +597,13 @@ static void out_append(h2_stream_t *s, const char *data, size_t len, int mode) {
 static void php_body(tusk_http_job_t *j, const char *data, size_t len, int flush_now) {
   h2_stream_t *s = STREAM_OF(j);
   if (s->closed) return;
+  if (s->sse && flush_now) {
+    double ka = s->h->ctx->conf->sse_keepalive;
+    if (len >= 2) memcpy(s->sse_tail, data + len - 2, 2);
+    else if (len == 1) s->sse_tail[0] = s->sse_tail[1], s->sse_tail[1] = data[0];
+    s->sse_last_ms = uv_now(s->h->ctx->loop);
+    if (ka > 0) tusk__conn_timer_within(s->h->c, (uint64_t)(ka * 1000));
+  }
   if (!s->is_head && !bodyless(php_status(s))) {
     if (s->responded) out_append(s, data, len, flush_now ? 1 : 0);
     else tusk_buf_append(&s->out, data, len);
@@ -855,6 +867,33 @@ again:
   if (h->failed || (!nghttp2_session_want_read(h->session) && !nghttp2_session_want_write(h->session))) {
     tusk__conn_close_after_writes(h->c);
   }
+}
+
+int64_t tusk_h2_sse_keepalive(tusk_h2_t *h) {
+  double ka = h->ctx->conf->sse_keepalive;
+  if (ka <= 0 || h->c->closing) return -1;
+  uint64_t now = uv_now(h->ctx->loop), every = (uint64_t)(ka * 1000);
+  int64_t next = -1;
+  int sent = 0;
+  for (h2_stream_t *s = h->streams; s; s = s->next) {
+    if (!s->sse || !s->responded || s->eof || s->closed || !s->job.worker) continue;
+    uint64_t due = s->sse_last_ms + every;
+    if (now >= due && s->sse_tail[0] == '\n' && s->sse_tail[1] == '\n') {
+      static const char ka_line[] = ": keep-alive\n\n";
+      out_append(s, ka_line, sizeof ka_line - 1, 1);
+      if (s->deferred) {
+        s->deferred = 0;
+        nghttp2_session_resume_data(h->session, s->id);
+      }
+      s->sse_last_ms = now;
+      due = now + every;
+      sent = 1;
+    }
+    int64_t in = due > now ? (int64_t)(due - now) : (int64_t)every;
+    if (next < 0 || in < next) next = in;
+  }
+  if (sent) flush(h);
+  return next;
 }
 
 void tusk_h2_flush(tusk_h2_t *h) {

@@ -12,6 +12,7 @@
 #define TUSK_HTTP_H2_CONN_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "http/request.h"
 
@@ -37,5 +38,10 @@ void tusk_h2_drain(tusk_h2_t *h);
 int tusk_h2_idle(const tusk_h2_t *h);
 /* 1 once tusk_h2_drain() has sent GOAWAY. */
 int tusk_h2_draining(const tusk_h2_t *h);
+/* --sse-keepalive: sends ": keep-alive" comments on text/event-stream
+ * responses that PHP left quiet for that long (only between events).
+ * Returns the ms until the next one is due, or -1 when no stream needs
+ * one. Called from the connection's timer. */
+int64_t tusk_h2_sse_keepalive(tusk_h2_t *h);
 
 #endif

@@ -449,6 +449,30 @@ def test_flush_streams_pieces_before_the_end(start_server):
     c.close()
 
 
+def test_server_sent_events_keepalive_over_h2(start_server):
+    # An event stream over HTTP/2: events as produced, and while the script
+    # is quiet (1 s here) keep-alive comments on its stream, only between
+    # events; another stream of the connection is served meanwhile.
+    s = serve(start_server, "--sse-keepalive", "0.3")
+    c = H2(s.port)
+    sid = c.request("/sse.php?n=2&gap=1")
+    deadline = time.time() + 10
+    other = None
+    while c.streams[sid]["ended"] is None and time.time() < deadline:
+        c.pump(0.2)
+        if other is None and b"tick 1" in c.streams[sid]["data"]:
+            other = c.request("/fast.php")
+    st, hs, body = c.response(sid)
+    assert st == 200 and dict(hs)["content-type"].startswith("text/event-stream")
+    assert b"data: tick 1\n\n" in body and b"data: tick 2\n\n" in body
+    if not DIRECT:
+        # In direct mode the loop is the script's while it runs.
+        assert body.count(b": keep-alive\n\n") >= 2, body
+    assert b"tick 1\n: keep-alive" not in body
+    assert c.response(other)[0] == 200
+    c.close()
+
+
 def test_early_hints_103(start_server):
     s = serve(start_server)
     c = H2(s.port)
