@@ -187,6 +187,27 @@ static void watch_streams(zval *arr, short events, struct pollfd *pf, zend_long 
   ZEND_HASH_FOREACH_END();
 }
 
+/* Async client streams after a poll() that returned >= 0: one event each
+ * that is ready, [30 readable | 31 writable, key, 0, "", 0] (bytes PHP
+ * already buffered count as readable). Returns how many. */
+static int stream_events(zval *out, struct pollfd *pf, int nw, int nr_end, const zend_long *keys, const char *pre) {
+  int got = 0;
+  for (int i = 1; i < nw; i++) {
+    if (pre[i]) pf[i].revents |= POLLIN;
+    if (!pf[i].revents) continue;
+    zval ev;
+    array_init_size(&ev, 5);
+    add_next_index_long(&ev, i < nr_end ? 30 : 31);
+    add_next_index_long(&ev, keys[i]);
+    add_next_index_long(&ev, 0);
+    add_next_index_stringl(&ev, "", 0);
+    add_next_index_long(&ev, 0);
+    add_next_index_zval(out, &ev);
+    got++;
+  }
+  return got;
+}
+
 /* Sends what is queued, then waits up to timeout_ms (-1: no limit) for
  * events; returns them as [type, id, service, data, flags] lists (maybe none), or
  * null when the worker must stop. */
@@ -265,19 +286,7 @@ PHP_FUNCTION(tusk_app_wait) {
         int t = left < 0 ? bt : bt < 0 ? left : TUSK_MIN(left, bt);
         int pr = poll(pf, (nfds_t)nw, t);
         if (pr < 0 && errno == EINTR) continue;
-        for (int i = 1; i < nw; i++) {
-          if (pre[i] && pr >= 0) pf[i].revents |= POLLIN;
-          if (pr < 0 || !pf[i].revents) continue;
-          zval ev;
-          array_init_size(&ev, 5);
-          add_next_index_long(&ev, i < nr_end ? 30 : 31);
-          add_next_index_long(&ev, keys[i]);
-          add_next_index_long(&ev, 0);
-          add_next_index_stringl(&ev, "", 0);
-          add_next_index_long(&ev, 0);
-          add_next_index_zval(return_value, &ev);
-          got++;
-        }
+        if (pr >= 0) got += stream_events(return_value, pf, nw, nr_end, keys, pre);
         nw = 1;
         A.local->run(0);
         expired = pr == 0 && t == left;
@@ -295,21 +304,7 @@ PHP_FUNCTION(tusk_app_wait) {
     int pr = poll(pf, (nfds_t)nw, timeout < 0 ? -1 : (int)TUSK_MIN(timeout, INT32_MAX));
     if (pr < 0 && errno == EINTR) continue;
     if (pr < 0) break;
-    /* Async client streams: [30 readable | 31 writable, key, 0, "", 0]. */
-    for (int i = 1; i < nw; i++) {
-      if (pr > 0 && pre[i]) pf[i].revents |= POLLIN;
-      if (pr >= 0 && pre[i] && !pf[i].revents) pf[i].revents = POLLIN;
-      if (!pf[i].revents) continue;
-      zval ev;
-      array_init_size(&ev, 4);
-      add_next_index_long(&ev, i < nr_end ? 30 : 31);
-      add_next_index_long(&ev, keys[i]);
-      add_next_index_long(&ev, 0);
-      add_next_index_stringl(&ev, "", 0);
-      add_next_index_long(&ev, 0);
-      add_next_index_zval(return_value, &ev);
-      got++;
-    }
+    got += stream_events(return_value, pf, nw, nr_end, keys, pre);
     nw = 1; /* the streams are reported once per call */
     if (pr == 0 || !(pf[0].revents & (POLLIN | POLLHUP | POLLERR))) {
       if (got || pr == 0) break; /* streams are ready, or the timers are due */
