@@ -224,6 +224,7 @@ int tusk_h1_error_status(int err) {
     case TUSK_H1_E_NOT_IMPLEMENTED: return 501;
     case TUSK_H1_E_VERSION: return 505;
     case TUSK_H1_E_SMUGGLING: return 400;
+    case TUSK_H1_E_BODY_TOO_LARGE: return 413;
     case TUSK_ENOMEM: return 500;
     default: return 400;
   }
@@ -238,6 +239,7 @@ const char *tusk_h1_error_str(int err) {
     case TUSK_H1_E_NOT_IMPLEMENTED: return "transfer coding not implemented";
     case TUSK_H1_E_VERSION: return "HTTP version not supported";
     case TUSK_H1_E_SMUGGLING: return "ambiguous message framing (possible request smuggling)";
+    case TUSK_H1_E_BODY_TOO_LARGE: return "request body too large";
     case TUSK_AGAIN: return "incomplete request";
     case TUSK_ENOMEM: return "out of memory";
     default: return "unknown error";
@@ -699,4 +701,28 @@ bad:
   d->state = CH_BAD;
   *consumed = i;
   return TUSK_H1_E_BAD_REQUEST;
+}
+
+int tusk_h1_read_message(const char *buf, size_t len, tusk_h1_request_t *req, const tusk_h1_limits_t *lim,
+                         size_t max_body, tusk_buf_t *body, size_t *head_len) {
+  *head_len = 0;
+  int n = tusk_h1_parse_request(buf, len, req, lim);
+  if (n <= 0) return n == 0 ? TUSK_H1_E_BAD_REQUEST : n;
+  *head_len = (size_t)n;
+  size_t at = (size_t)n;
+  if (req->chunked) {
+    tusk_h1_chunked_t d;
+    tusk_h1_chunked_init(&d, 8192);
+    size_t consumed = 0, before = body->len;
+    int rc = tusk_h1_chunked_feed(&d, buf + at, len - at, &consumed, body);
+    if (body->len - before > max_body) return TUSK_H1_E_BODY_TOO_LARGE;
+    if (rc != 0) return rc;
+    if (at + consumed > INT32_MAX) return TUSK_H1_E_BODY_TOO_LARGE;
+    return (int)(at + consumed);
+  }
+  uint64_t cl = req->content_length > 0 ? (uint64_t)req->content_length : 0;
+  if (cl > max_body || at + cl > INT32_MAX) return TUSK_H1_E_BODY_TOO_LARGE;
+  if (len - at < cl) return TUSK_AGAIN;
+  if (cl && tusk_buf_append(body, buf + at, (size_t)cl) != 0) return TUSK_ENOMEM;
+  return (int)(at + (size_t)cl);
 }

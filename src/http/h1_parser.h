@@ -34,6 +34,7 @@ typedef enum {
   TUSK_H1_E_NOT_IMPLEMENTED = -4,   /* 501: unknown transfer coding */
   TUSK_H1_E_VERSION = -5,           /* 505: HTTP version not 1.0/1.1 */
   TUSK_H1_E_SMUGGLING = -6,         /* 400: CL+TE, conflicting CL, obs-fold ... */
+  TUSK_H1_E_BODY_TOO_LARGE = -7,    /* 413: body over the caller's limit */
 } tusk_h1_error_t;
 
 int tusk_h1_error_status(int err);
@@ -103,5 +104,20 @@ void tusk_h1_chunked_init(tusk_h1_chunked_t *d, size_t max_trailer);
  * The caller enforces the body size limit by checking out->len. */
 int tusk_h1_chunked_feed(tusk_h1_chunked_t *d, const char *in, size_t len, size_t *consumed,
                          tusk_buf_t *out);
+
+/* A whole request, head and body, from buf[0..len) (for servers that hand
+ * over complete messages, e.g. `tusk run`'s http:// services). The head is
+ * parsed into req as by tusk_h1_parse_request() (*head_len: its length);
+ * the body, by Content-Length or decoded from chunked (trailers dropped,
+ * at most 8 KiB of them), is appended to body. A body over max_body is
+ * TUSK_H1_E_BODY_TOO_LARGE as soon as that is known (a declared length,
+ * or the decoded bytes so far).
+ * Returns the bytes the whole request occupies (> 0); TUSK_AGAIN when more
+ * are needed (body may then hold a partial body: reset it before calling
+ * again; req->expect_continue tells whether the client waits for a 100
+ * Continue, once *head_len > 0); or a negative tusk_h1_error_t. Never reads
+ * past len. */
+int tusk_h1_read_message(const char *buf, size_t len, tusk_h1_request_t *req, const tusk_h1_limits_t *lim,
+                         size_t max_body, tusk_buf_t *body, size_t *head_len);
 
 #endif

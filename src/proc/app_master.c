@@ -785,60 +785,42 @@ static void http_input(app_conn_t *c, const char *in, size_t len, size_t *used) 
     memset(&req, 0, sizeof req);
     req.headers = hdrs;
     const tusk_h1_limits_t lim = {HTTP_MAX_HEAD, HTTP_MAX_HEAD, HTTP_MAX_HEADERS};
-    int n = tusk_h1_parse_request(in + off, len - off, &req, &lim);
-    if (n == TUSK_AGAIN) break;
+    /* Event: flags, head length, head, then the body read into place. */
+    tusk_buf_reset(&ev);
+    tusk_buf_append(&ev, "\0\0\0\0\0", 5);
+    size_t head_len = 0;
+    int n = tusk_h1_read_message(in + off, len - off, &req, &lim, c->svc->max_msg, &ev, &head_len);
+    if (n == TUSK_AGAIN) {
+      if (head_len && req.expect_continue && !c->http_continued) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        tusk_buf_t o;
+        tusk_buf_init(&o);
+        tusk_buf_append(&o, cont, sizeof cont - 1);
+        conn_write(c, &o);
+        c->http_continued = 1;
+      }
+      break;
+    }
     if (n < 0) {
       http_reject(c, tusk_h1_error_status(n), tusk_h1_error_str(n));
       break;
     }
-    size_t body_at = off + (size_t)n, total;
-    tusk_buf_reset(&ev);
-    uint8_t flags = req.keep_alive ? 1 : 0;
-    uint32_t hl = (uint32_t)n;
-    tusk_buf_append(&ev, &flags, 1);
-    tusk_buf_append(&ev, &hl, 4); /* little-endian hosts only, as the channel */
-    tusk_buf_append(&ev, in + off, (size_t)n);
-    if (req.chunked) {
-      tusk_h1_chunked_t d;
-      tusk_h1_chunked_init(&d, 8192);
-      size_t consumed = 0;
-      size_t before = ev.len;
-      int rc = tusk_h1_chunked_feed(&d, in + body_at, len - body_at, &consumed, &ev);
-      if (ev.len - before > c->svc->max_msg) {
-        http_reject(c, 413, "request body too large");
-        break;
-      }
-      if (rc == TUSK_AGAIN) goto need_more;
-      if (rc != 0) {
-        http_reject(c, rc == TUSK_H1_E_HEADERS_TOO_LARGE ? 431 : 400, "malformed chunked body");
-        break;
-      }
-      total = (size_t)n + consumed;
-    } else {
-      uint64_t cl = req.content_length > 0 ? (uint64_t)req.content_length : 0;
-      if (cl > c->svc->max_msg) {
-        http_reject(c, 413, "request body too large");
-        break;
-      }
-      if (len - body_at < cl) goto need_more;
-      tusk_buf_append(&ev, in + body_at, (size_t)cl);
-      total = (size_t)n + (size_t)cl;
+    /* The head goes between the length and the body. */
+    size_t body_len = ev.len - 5;
+    if (tusk_buf_reserve(&ev, head_len) != 0) {
+      http_reject(c, 500, "out of memory");
+      break;
     }
+    memmove(ev.data + 5 + head_len, ev.data + 5, body_len);
+    memcpy(ev.data + 5, in + off, head_len);
+    ev.len += head_len;
+    ev.data[0] = req.keep_alive ? 1 : 0;
+    uint32_t hl = (uint32_t)head_len;
+    memcpy(ev.data + 1, &hl, 4); /* little-endian hosts only, as the channel */
     conn_event(c, TUSK_APP_EV_DATA, ev.data, ev.len);
     c->http_continued = 0;
     if (!req.keep_alive) c->http_last = 1;
-    off += total;
-    continue;
-  need_more:
-    if (req.expect_continue && !c->http_continued) {
-      static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-      tusk_buf_t o;
-      tusk_buf_init(&o);
-      tusk_buf_append(&o, cont, sizeof cont - 1);
-      conn_write(c, &o);
-      c->http_continued = 1;
-    }
-    break;
+    off += (size_t)n;
   }
   if (ev.cap > 4u << 20) tusk_buf_dispose(&ev);
   /* After the last request, or an error, the rest is dropped. */
