@@ -121,14 +121,21 @@ static int is_php_source(const char *name, size_t n) {
   return 0;
 }
 
+/* dst = src[0..len), cut to fit cap with its NUL (no printf on the request path). */
+static void copy_cut(char *dst, size_t cap, const char *src, size_t len) {
+  if (len >= cap) len = cap - 1;
+  memcpy(dst, src, len);
+  dst[len] = '\0';
+}
+
 static void set_php(const tusk_docroot_t *dr, tusk_route_t *r, const char *script, size_t script_len,
                     const char *path_info) {
   r->kind = TUSK_ROUTE_PHP;
   r->fd = -1;
   if (dr->worker_file) {
     /* Worker mode: the worker script handles every PHP request. */
-    snprintf(r->script_name, sizeof r->script_name, "%s", dr->worker_name);
-    snprintf(r->file, sizeof r->file, "%s", dr->worker_file);
+    copy_cut(r->script_name, sizeof r->script_name, dr->worker_name, strlen(dr->worker_name));
+    copy_cut(r->file, sizeof r->file, dr->worker_file, strlen(dr->worker_file));
     r->path_info[0] = '\0';
     return;
   }

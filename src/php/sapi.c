@@ -222,10 +222,33 @@ static size_t sapi_tusk_read_post(char *buf, size_t count) {
 
 static char *sapi_tusk_read_cookies(void) { return (char *)R.cookie; }
 
+/* 1 when php_register_variable_safe() would store name as it is: A-Z,
+ * 0-9 and _ (CGI names, HTTP_* from headers), not starting with a digit,
+ * and not GLOBALS. */
+static int plain_var_name(const char *k, size_t n) {
+  if (n == 0 || (k[0] >= '0' && k[0] <= '9') || (n == 7 && !memcmp(k, "GLOBALS", 7))) return 0;
+  for (size_t i = 0; i < n; i++) {
+    char ch = k[i];
+    if (!((ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_')) return 0;
+  }
+  return 1;
+}
+
 static void sapi_tusk_register_variables(zval *track) {
+  HashTable *ht = Z_TYPE_P(track) == IS_ARRAY ? Z_ARRVAL_P(track) : NULL;
+  /* Sized once (no rehash while ~30 variables go in); plain names are
+   * stored directly, which is what the generic path ends up doing. */
+  if (ht && !HT_IS_PACKED(ht) && !(GC_FLAGS(ht) & IS_ARRAY_IMMUTABLE))
+    zend_hash_extend(ht, zend_hash_num_elements(ht) + (uint32_t)R.job.nvars, 0);
   for (int i = 0; i < R.job.nvars; i++) {
     const tusk_chan_var_t *v = &R.job.vars[i];
     if (v->klen == 0 || v->key[0] == '\x01') continue;
+    if (ht && plain_var_name(v->key, v->klen) && GC_REFCOUNT(ht) == 1) {
+      zval z;
+      ZVAL_STRINGL_FAST(&z, v->val, v->vlen);
+      zend_hash_str_update(ht, v->key, v->klen, &z);
+      continue;
+    }
     php_register_variable_safe((char *)v->key, v->val, v->vlen, track);
   }
 }
@@ -778,7 +801,13 @@ int tusk_php_worker_run(const char *script, const tusk_php_worker_io_t *io) {
   boot_vars[0] = (tusk_chan_var_t){k1, sizeof k1 - 1, script, (uint32_t)strlen(script)};
   boot_vars[1] = (tusk_chan_var_t){k2, sizeof k2 - 1, "1", 1};
   boot_vars[2] = (tusk_chan_var_t){k3, sizeof k3 - 1, "1", 1};
+  /* When the worker script ends (its loop returned, a fatal error, exit()),
+   * so does this worker: the request that ended it must not be followed
+   * by IDLE, or the master would hand it another request. */
+  int was_last = last_request;
+  last_request = 1;
   tusk_php_run(&(tusk_php_job_t){&discard_sink, 0, boot_vars, 3, "", 0});
+  last_request = was_last;
   W.active = 0;
   if (!W.booted) return TUSK_PHP_WORKER_BOOT_FAILED;
   if (W.exception) return TUSK_PHP_WORKER_FAILED;

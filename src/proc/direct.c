@@ -116,7 +116,10 @@ static int make_job(tusk_http_job_t *c, tusk_php_job_t *job, tusk_php_sink_t *si
   c->worker = (void *)&worker_marker;
   D.current = c;
   /* The master enforces --request-timeout from the scoreboard. */
-  snprintf(D.slot->what, sizeof D.slot->what, "%.*s", (int)sizeof D.slot->what - 1, c->what);
+  size_t wl = strnlen(c->what, sizeof c->what);
+  if (wl >= sizeof D.slot->what) wl = sizeof D.slot->what - 1;
+  memcpy(D.slot->what, c->what, wl);
+  D.slot->what[wl] = '\0';
   D.slot->busy_since_ms = tusk_monotonic_ms();
   return 0;
 }

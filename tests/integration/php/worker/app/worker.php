@@ -184,10 +184,14 @@ $handler = static function () use (&$handled, &$leak, &$afterFinish, $bootPid, $
             $leak[] = str_repeat(chr(65 + count($leak) % 26), 2 * 1024 * 1024);
             json_out(['pid' => getmypid(), 'memory' => memory_get_usage(), 'chunks' => count($leak)]);
             return;
-        case '/spin': // burns CPU time (max_execution_time counts it)
-            $end = hrtime(true) + (int)($_GET['ms'] ?? 100) * 1000000;
+        case '/spin': // burns ?ms of CPU time (what max_execution_time counts on Linux)
+            $cpu = static function (): float {
+                $u = getrusage();
+                return $u['ru_utime.tv_sec'] + $u['ru_utime.tv_usec'] / 1e6 + $u['ru_stime.tv_sec'] + $u['ru_stime.tv_usec'] / 1e6;
+            };
+            $end = $cpu() + (int)($_GET['ms'] ?? 100) / 1000;
             $n = 0;
-            while (hrtime(true) < $end) {
+            while ($cpu() < $end) {
                 $n++;
             }
             json_out(['pid' => getmypid(), 'n' => $n]);
