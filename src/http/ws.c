@@ -112,6 +112,40 @@ int tusk_ws_check_version(const char *v, size_t len) {
   return len == 2 && v[0] == '1' && v[1] == '3' ? 0 : TUSK_EPROTO;
 }
 
+/* One entry e[0..n) against the origin o[0..ol). */
+static int origin_matches(const char *e, size_t n, const char *o, size_t ol) {
+  if (n == 1 && e[0] == '*') return 1;
+  const char *star = memchr(e, '*', n);
+  if (!star) return n == ol && strncasecmp(e, o, n) == 0;
+  /* A wildcard entry (scheme, "://", "*.domain[:port]") allows the origins
+   * scheme://LABELS.domain[:port], one or more labels. */
+  size_t pre = (size_t)(star - e), post = n - pre - 1;
+  if (post < 2 || star[1] != '.' || ol <= pre + post) return 0;
+  if (strncasecmp(e, o, pre) != 0 || strncasecmp(star + 1, o + ol - post, post) != 0) return 0;
+  for (size_t i = pre; i < ol - post; i++) {
+    char ch = o[i];
+    if (!(ch == '-' || ch == '.' || (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')))
+      return 0;
+  }
+  return 1;
+}
+
+int tusk_ws_origin_allowed(const char *list, size_t llen, const char *origin, size_t olen) {
+  if (!list || llen == 0 || !origin) return 1;
+  size_t i = 0, entries = 0;
+  while (i < llen) {
+    while (i < llen && (list[i] == ' ' || list[i] == '\t' || list[i] == '\n' || list[i] == ',' || list[i] == '\r')) i++;
+    size_t s = i;
+    while (i < llen && list[i] != '\n' && list[i] != ',' && list[i] != '\r') i++;
+    size_t e = i;
+    while (e > s && (list[e - 1] == ' ' || list[e - 1] == '\t')) e--;
+    if (e == s) continue;
+    entries++;
+    if (origin_matches(list + s, e - s, origin, olen)) return 1;
+  }
+  return entries == 0;
+}
+
 int tusk_ws_make_key(char out[TUSK_WS_KEY_LEN + 1]) {
   unsigned char nonce[16];
   if (RAND_bytes(nonce, sizeof nonce) != 1) return -EIO;

@@ -85,6 +85,16 @@ int tusk_ws_check_key(const char *key, size_t len);
 /* 0 if Sec-WebSocket-Version is "13", else TUSK_EPROTO: answer 426 with
  * "Sec-WebSocket-Version: 13". */
 int tusk_ws_check_version(const char *v, size_t len);
+/* The origin check of a handshake: 1 when the Origin value origin[0..olen)
+ * is allowed by list[0..llen), entries separated by newlines or commas,
+ * spaces around them ignored: "*" allows any origin; a scheme, "://" and
+ * "*.example.com" allow any subdomain of example.com on that scheme (and
+ * port, if given); and
+ * any other entry exactly that origin (scheme://host[:port], compared
+ * without regard to case). An empty list allows everything; so does a
+ * missing Origin (origin NULL: not a browser, which always sends it).
+ * Else 0: answer 403. Pure; never reads past the lengths. */
+int tusk_ws_origin_allowed(const char *list, size_t llen, const char *origin, size_t olen);
 /* Client: writes a fresh Sec-WebSocket-Key (16 bytes from RAND_bytes, base64)
  * and a NUL. Returns 0, or -EIO without randomness. */
 int tusk_ws_make_key(char out[TUSK_WS_KEY_LEN + 1]);

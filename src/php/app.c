@@ -98,7 +98,8 @@ PHP_FUNCTION(tusk_app_declare) {
     RETURN_LONG(A.role);
   }
   /* Each service: u16 listen length, listen, u16 name length, name, u8 php
-   * protocol, u32 max message size. */
+   * protocol, u32 max message size, u16 origins length, allowed origins
+   * (newline separated). */
   tusk_buf_t b;
   tusk_buf_init(&b);
   zval *svc;
@@ -106,6 +107,9 @@ PHP_FUNCTION(tusk_app_declare) {
     if (Z_TYPE_P(svc) != IS_ARRAY) continue;
     zval *l = zend_hash_index_find(Z_ARRVAL_P(svc), 0), *n = zend_hash_index_find(Z_ARRVAL_P(svc), 1);
     zval *p = zend_hash_index_find(Z_ARRVAL_P(svc), 2), *m = zend_hash_index_find(Z_ARRVAL_P(svc), 3);
+    zval *o = zend_hash_index_find(Z_ARRVAL_P(svc), 4);
+    zend_string *os = o ? zval_get_string(o) : ZSTR_EMPTY_ALLOC();
+    uint16_t ol = (uint16_t)TUSK_MIN(ZSTR_LEN(os), 2047);
     zend_string *ls = l ? zval_get_string(l) : ZSTR_EMPTY_ALLOC();
     zend_string *ns = n ? zval_get_string(n) : ZSTR_EMPTY_ALLOC();
     uint16_t ll = (uint16_t)TUSK_MIN(ZSTR_LEN(ls), 4096), nl = (uint16_t)TUSK_MIN(ZSTR_LEN(ns), 255);
@@ -117,6 +121,9 @@ PHP_FUNCTION(tusk_app_declare) {
     tusk_buf_append(&b, ZSTR_VAL(ns), nl);
     tusk_buf_append(&b, &php, 1);
     tusk_buf_append(&b, &max, 4);
+    tusk_buf_append(&b, &ol, 2);
+    tusk_buf_append(&b, ZSTR_VAL(os), ol);
+    zend_string_release(os);
     zend_string_release(ls);
     zend_string_release(ns);
   }

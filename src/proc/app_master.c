@@ -68,6 +68,7 @@ typedef struct service_s {
   tusk_framing_t framing;
   int websocket;      /* websocket://: HTTP/1.1 upgrade, then RFC 6455 messages */
   int http;           /* http://: each HTTP/1.1 request is a message (http_input()) */
+  char origins[2048]; /* websocket://: allowed Origin values (tusk_ws_origin_allowed), "" for any */
   uv_timer_t heartbeat; /* websocket: pings idle connections, closes dead ones */
   int php_protocol;
   size_t max_msg;
@@ -643,6 +644,14 @@ static int ws_handshake(app_conn_t *c, const char *in, size_t len) {
   }
   if (!key || tusk_ws_check_key(key->value, key->value_len) != 0) {
     ws_reject(c, 400, "bad Sec-WebSocket-Key", NULL);
+    return -1;
+  }
+  const tusk_h1_header_t *origin = tusk_h1_find_header(&rq, "origin");
+  if (!tusk_ws_origin_allowed(c->svc->origins, strlen(c->svc->origins), origin ? origin->value : NULL,
+                              origin ? origin->value_len : 0)) {
+    TUSK_DEBUG("websocket %s: origin %.*s is not in allowedOrigins: 403", c->remote, (int)origin->value_len,
+               origin->value);
+    ws_reject(c, 403, "origin not allowed", NULL);
     return -1;
   }
   char accept[TUSK_WS_ACCEPT_LEN + 1];
@@ -1752,6 +1761,13 @@ static int probe(char *err, size_t errlen) {
       memcpy(&max, q, 4);
       q += 4;
       s->max_msg = max ? max : 1 << 20;
+      uint16_t ol;
+      if (q + 2 > end) break;
+      memcpy(&ol, q, 2);
+      q += 2;
+      if (q + ol > end) break;
+      snprintf(s->origins, sizeof s->origins, "%.*s", (int)ol, q);
+      q += ol;
       s->index = A.nsvc++;
     }
     rc = 0;

@@ -1091,6 +1091,26 @@ def test_http_chunked_body_expect_continue_and_large_response(app):
     assert r.status == 200 and len(body) == 1 << 20 and body[:16] == b"0123456789abcdef"
 
 
+@pytest.mark.parametrize("origin,status", [
+    (None, 101),                        # not a browser
+    (b"https://good.example", 101),
+    (b"HTTPS://Good.Example", 101),
+    (b"https://chat.eu.tusk.test", 101),
+    (b"https://evil.example", 403),
+    (b"http://good.example", 403),      # another scheme
+    (b"https://tusk.test", 403),        # *.tusk.test needs a subdomain
+    (b"null", 403),
+])
+def test_websocket_origin_check(app, origin, status):
+    # allowedOrigins on the service: other browsers' origins get 403 from C.
+    a = app()
+    c = WS(a.ports["ws"], extra=b"Origin: " + origin + b"\r\n" if origin else b"", expect=status)
+    if status == 101:
+        assert re.fullmatch(r"welcome \d+ /chat\?room=1", c.recv())
+    else:
+        assert "origin not allowed" in c.s.recv(4096).decode() + c.buf.decode()
+
+
 @pytest.mark.parametrize("req,status", [
     (b"GARBAGE\r\n\r\n", 400),
     (b"GET / HTTP/1.1\r\n\r\n", 400),  # no Host

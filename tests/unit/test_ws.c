@@ -236,6 +236,39 @@ static void test_handshake(void) {
   CHECK_EQ(tusk_ws_check_accept(k, strlen(k), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo", 27), TUSK_EPROTO);
 }
 
+static int origin_ok(const char *list, const char *origin) {
+  return tusk_ws_origin_allowed(list, list ? strlen(list) : 0, origin, origin ? strlen(origin) : 0);
+}
+
+static void test_origin(void) {
+  const char *l = "https://good.example\nhttps://*.tusk.test, http://local:8080";
+  CHECK_EQ(origin_ok(l, "https://good.example"), 1);
+  CHECK_EQ(origin_ok(l, "HTTPS://GOOD.Example"), 1);
+  CHECK_EQ(origin_ok(l, "https://good.example.evil"), 0);
+  CHECK_EQ(origin_ok(l, "http://good.example"), 0);
+  CHECK_EQ(origin_ok(l, "https://a.tusk.test"), 1);
+  CHECK_EQ(origin_ok(l, "https://a.b-c.tusk.test"), 1);
+  CHECK_EQ(origin_ok(l, "https://tusk.test"), 0);          /* a subdomain is needed */
+  CHECK_EQ(origin_ok(l, "https://.tusk.test"), 0);
+  CHECK_EQ(origin_ok(l, "https://eviltusk.test"), 0);
+  CHECK_EQ(origin_ok(l, "https://a/b.tusk.test"), 0);      /* labels only */
+  CHECK_EQ(origin_ok(l, "https://a.tusk.test:444"), 0);
+  CHECK_EQ(origin_ok(l, "http://local:8080"), 1);
+  CHECK_EQ(origin_ok(l, "http://local"), 0);
+  CHECK_EQ(origin_ok(l, "null"), 0);
+  CHECK_EQ(origin_ok(l, ""), 0);
+  CHECK_EQ(origin_ok(l, NULL), 1);                         /* no Origin: not a browser */
+  CHECK_EQ(origin_ok("", "https://x"), 1);                 /* no list: any */
+  CHECK_EQ(origin_ok(NULL, "https://x"), 1);
+  CHECK_EQ(origin_ok(" , \n ", "https://x"), 1);          /* only separators: no list */
+  CHECK_EQ(origin_ok("*", "https://anything:1"), 1);
+  CHECK_EQ(origin_ok("https://a,*", "null"), 1);
+  CHECK_EQ(origin_ok("  https://a  ", "https://a"), 1);
+  CHECK_EQ(origin_ok("https://*.", "https://x."), 0);
+  CHECK_EQ(origin_ok("*x", "*x"), 0);
+  CHECK_EQ(tusk_ws_origin_allowed("https://ab", 9, "https://a", 9), 1); /* lengths, not NULs */
+}
+
 /* ---- permessage-deflate negotiation --------------------------------------- */
 
 static int nego(const char *offers, const tusk_ws_deflate_t *pref, tusk_ws_deflate_t *out,
@@ -1294,6 +1327,7 @@ static void test_memory(void) {
 
 int main(void) {
   test_handshake();
+  test_origin();
   test_negotiate();
   test_offer_confirm();
   test_utf8();

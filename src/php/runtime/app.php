@@ -37,6 +37,11 @@ class Worker
     public $onWebSocketConnect = null;
     /** Largest message for text://, frame:// and websocket:// (bytes); bigger ones close the connection. */
     public int $maxPackageSize = 1048576;
+    /**
+     * websocket://: the Origin values a browser may connect from ('https://app.example.com',
+     * 'https://*.example.com', '*'); others get 403 before PHP sees them. Empty: any.
+     */
+    public array $allowedOrigins = [];
     public int $index;
     /** @internal http:// service: onMessage gets a Tusk\Http\Request */
     public bool $isHttp = false;
@@ -57,7 +62,8 @@ class Worker
         self::$running = true;
         $decl = [];
         foreach (self::$workers as $w) {
-            $decl[] = [$w->listen, $w->name, $w->protocol !== null ? 1 : 0, $w->maxPackageSize];
+            $decl[] = [$w->listen, $w->name, $w->protocol !== null ? 1 : 0, $w->maxPackageSize,
+                implode("\n", array_map('strval', $w->allowedOrigins))];
         }
         $role = Internal\app_declare($decl);
         if ($role < 0) {

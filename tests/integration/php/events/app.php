@@ -110,6 +110,7 @@ if ($path = getenv('TUSK_TEST_UNIX')) {
 
 $ws = new Worker('websocket://127.0.0.1:0');
 $ws->name = 'ws';
+$ws->allowedOrigins = ['https://good.example', 'https://*.tusk.test'];
 $ws->maxPackageSize = 65536;
 $ws->onWebSocketConnect = function (Connection $c, string $head) {
     $c->path = explode(' ', $head)[1] ?? '';
