@@ -118,6 +118,7 @@ struct app_conn_s {
   int ws_pinged;     /* a ping is unanswered */
   int http_last;     /* http://: the request without keep-alive came: ignore what follows */
   int http_continued; /* http://: 100 Continue sent for the request being read */
+  uint64_t http_started_ms; /* http://: when the request being read began (0: none) */
   uint64_t active_ms; /* last input */
   size_t queued; /* bytes in libuv's write queue */
   group_t **groups;
@@ -729,6 +730,26 @@ static void on_heartbeat(uv_timer_t *t) {
   }
 }
 
+static void http_reject(app_conn_t *c, int status, const char *why);
+
+/* http://, once a second: a request head not complete within
+ * --header-timeout of its first byte, or a body with no bytes for
+ * --body-timeout, gets 408 and the connection closes (slow clients cannot
+ * hold connections with partial requests). */
+static void on_http_sweep(uv_timer_t *t) {
+  service_t *s = t->data;
+  uint64_t now = uv_now(A.loop);
+  uint64_t head_ms = (uint64_t)(A.conf->header_timeout * 1000), body_ms = (uint64_t)(A.conf->body_timeout * 1000);
+  for (app_conn_t *c = s->conns, *next; c; c = next) {
+    next = c->next;
+    if (c->closing || c->http_last || !c->http_started_ms || c->in.len == 0) continue;
+    int head_done = memmem(c->in.data, c->in.len, "\r\n\r\n", 4) != NULL;
+    if ((!head_done && head_ms && now - c->http_started_ms > head_ms) ||
+        (head_done && body_ms && now - c->active_ms > body_ms))
+      http_reject(c, 408, head_done ? "request body stalled" : "request head not received in time");
+  }
+}
+
 static void on_conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
   app_conn_t *c = s->data;
   if (nread < 0) {
@@ -746,14 +767,19 @@ static void on_conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
     size_t used = 0;
     conn_input(c, shared_in, (size_t)nread, &used);
     if (!c->closing && used < (size_t)nread) tusk_buf_append(&c->in, shared_in + used, (size_t)nread - used);
-    return;
+  } else {
+    c->in.len += (size_t)nread;
+    size_t used = 0;
+    conn_input(c, c->in.data, c->in.len, &used);
+    if (c->closing) return;
+    tusk_buf_consume(&c->in, used);
+    if (c->in.len == 0) tusk_buf_dispose(&c->in);
   }
-  c->in.len += (size_t)nread;
-  size_t used = 0;
-  conn_input(c, c->in.data, c->in.len, &used);
-  if (c->closing) return;
-  tusk_buf_consume(&c->in, used);
-  if (c->in.len == 0) tusk_buf_dispose(&c->in);
+  /* http://: a request that is being read must arrive in time (on_http_sweep). */
+  if (c->svc->http && !c->closing) {
+    if (c->in.len == 0) c->http_started_ms = 0;
+    else if (!c->http_started_ms) c->http_started_ms = c->active_ms;
+  }
 }
 
 /* ---- http:// ------------------------------------------------------------------------
@@ -1309,7 +1335,7 @@ static void local_stop_listening(void) {
     if (!s->listening) continue;
     s->listening = 0;
     uv_close((uv_handle_t *)&s->l, NULL);
-    if (s->websocket && A.conf->ws_ping > 0) uv_close((uv_handle_t *)&s->heartbeat, NULL);
+    if ((s->websocket && A.conf->ws_ping > 0) || s->http) uv_close((uv_handle_t *)&s->heartbeat, NULL);
   }
 }
 
@@ -1978,6 +2004,11 @@ static int service_watch(service_t *s, char *err, size_t errlen) {
     s->heartbeat.data = s;
     uint64_t ms = (uint64_t)(A.conf->ws_ping * 1000);
     uv_timer_start(&s->heartbeat, on_heartbeat, ms, ms);
+    uv_unref((uv_handle_t *)&s->heartbeat);
+  } else if (s->http) {
+    uv_timer_init(A.loop, &s->heartbeat);
+    s->heartbeat.data = s;
+    uv_timer_start(&s->heartbeat, on_http_sweep, 1000, 1000);
     uv_unref((uv_handle_t *)&s->heartbeat);
   }
   return 0;

@@ -1172,3 +1172,44 @@ def test_http_random_bodies_never_break_the_worker(app):
         assert r.status == 200, (i, r.status, data[:200])
         json.loads(data)
     assert "PHP Fatal" not in a.text()
+
+
+def test_http_slow_requests_get_408(app):
+    # A head not complete within --header-timeout of its first byte (even
+    # one trickling in), or a body with no bytes for --body-timeout: 408.
+    a = app(args=["--header-timeout", "1", "--body-timeout", "1"])
+    p = a.ports["http"]
+    t0 = time.time()
+    s = socket.create_connection(("127.0.0.1", p), timeout=10)
+    s.sendall(b"GET /hello HTTP/1.1\r\nHost: t\r\n")
+    for _ in range(4):  # a byte every 0.4 s keeps nothing alive
+        time.sleep(0.4)
+        try:
+            s.sendall(b"X")
+        except OSError:
+            break
+    out = b""
+    while True:
+        b = s.recv(4096)
+        if not b:
+            break
+        out += b
+    assert out.startswith(b"HTTP/1.1 408 "), out[:100]
+    assert 1.0 <= time.time() - t0 < 5
+    s = socket.create_connection(("127.0.0.1", p), timeout=10)
+    s.sendall(b"POST /info HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
+    out = b""
+    while True:
+        b = s.recv(4096)
+        if not b:
+            break
+        out += b
+    assert out.startswith(b"HTTP/1.1 408 ") and b"request body stalled" in out, out[:200]
+    # A quiet keep-alive connection with nothing pending is not cut.
+    conn = http.client.HTTPConnection("127.0.0.1", p, timeout=10)
+    conn.request("GET", "/hello")
+    assert conn.getresponse().read() == b"Hello, World!"
+    time.sleep(2.2)
+    conn.request("GET", "/hello")
+    assert conn.getresponse().read() == b"Hello, World!"
+    conn.close()
