@@ -58,6 +58,12 @@
 #define MAX_SERVICES 64
 #define SEND_BOUND (1u << 20) /* a connection's unsent bytes before onBufferFull */
 #define SEND_HARD (16u << 20) /* ... and before it is closed */
+/* Events queued for one worker (not yet in its pipe): above HIGH, each
+ * connection that adds one stops being read until the backlog is under
+ * LOW (a client flooding a slow worker meets TCP backpressure instead of
+ * growing the master); UDP datagrams are dropped. */
+#define BACKLOG_HIGH (8u << 20)
+#define BACKLOG_LOW (2u << 20)
 
 typedef struct app_worker_s app_worker_t;
 typedef struct app_conn_s app_conn_t;
@@ -124,6 +130,9 @@ struct app_conn_s {
   group_t **groups;
   size_t ngroups;
   app_conn_t *prev, *next; /* in svc->conns */
+  int bl_paused;               /* not read while its worker's backlog is high */
+  app_conn_t *bl_prev, *bl_next; /* in that worker's bl_paused list */
+  app_worker_t *bl_w;
   app_conn_t *hnext;       /* hash chain */
 };
 
@@ -139,6 +148,7 @@ struct app_worker_s {
   tusk_buf_t in, out;
   size_t nconns;
   uint64_t events;
+  app_conn_t *bl_paused; /* connections paused for its backlog */
   app_worker_t *next;
 };
 
@@ -309,12 +319,52 @@ typedef struct wreq_s {
   uv_write_t w;
   tusk_buf_t buf;
   app_conn_t *c;
+  app_worker_t *wk;
 } wreq_t;
+
+static size_t worker_backlog(app_worker_t *w) {
+  if (w->local || !w->pipe_open) return 0;
+  return w->out.len + uv_stream_get_write_queue_size((uv_stream_t *)&w->pipe);
+}
+
+static void on_conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
+
+static void bl_unlink(app_conn_t *c) {
+  if (!c->bl_paused) return;
+  if (c->bl_prev) c->bl_prev->bl_next = c->bl_next;
+  else c->bl_w->bl_paused = c->bl_next;
+  if (c->bl_next) c->bl_next->bl_prev = c->bl_prev;
+  c->bl_prev = c->bl_next = NULL;
+  c->bl_w = NULL;
+  c->bl_paused = 0;
+}
+
+/* The worker caught up (or is gone): its paused connections are read again. */
+static void bl_resume_all(app_worker_t *w) {
+  while (w->bl_paused) {
+    app_conn_t *c = w->bl_paused;
+    bl_unlink(c);
+    if (!c->paused && !c->closing) uv_read_start(&c->h.s, on_conn_alloc, on_conn_read);
+  }
+}
+
+static void bl_check(app_conn_t *c, app_worker_t *w) {
+  if (c->bl_paused || c->closing || !w || worker_backlog(w) <= BACKLOG_HIGH) return;
+  uv_read_stop(&c->h.s);
+  c->bl_paused = 1;
+  c->bl_w = w;
+  c->bl_next = w->bl_paused;
+  if (w->bl_paused) w->bl_paused->bl_prev = c;
+  w->bl_paused = c;
+}
 
 static void on_worker_written(uv_write_t *r, int status) {
   wreq_t *q = (wreq_t *)r;
+  app_worker_t *w = q->wk;
   tusk_buf_dispose(&q->buf);
   free(q);
+  if (w && w->bl_paused && (status < 0 || worker_backlog(w) < BACKLOG_LOW)) bl_resume_all(w);
 }
 
 static void worker_flush(app_worker_t *w) {
@@ -325,12 +375,15 @@ static void worker_flush(app_worker_t *w) {
     int n = uv_try_write((uv_stream_t *)&w->pipe, &b, 1);
     if (n == (int)w->out.len) {
       tusk_buf_reset(&w->out);
+      if (w->bl_paused) bl_resume_all(w);
       return;
     }
     if (n > 0) off = (size_t)n;
   }
   wreq_t *q = malloc(sizeof *q);
   if (!q) return;
+  q->wk = w;
+  q->c = NULL;
   q->buf = w->out;
   tusk_buf_init(&w->out);
   uv_buf_t rb = uv_buf_init(q->buf.data + off, (unsigned)(q->buf.len - off));
@@ -385,7 +438,9 @@ static app_worker_t *conn_worker(app_conn_t *c) {
 
 static void conn_event(app_conn_t *c, uint8_t type, const char *data, size_t len) {
   app_worker_t *w = conn_worker(c);
-  if (w) worker_put(w, type, 0, (uint16_t)c->svc->index, c->id, data, len);
+  if (!w) return;
+  worker_put(w, type, 0, (uint16_t)c->svc->index, c->id, data, len);
+  if (type == TUSK_APP_EV_DATA) bl_check(c, w);
 }
 
 /* ---- connections -------------------------------------------------------------------- */
@@ -401,6 +456,7 @@ static void on_conn_closed(uv_handle_t *h) {
 static void conn_close(app_conn_t *c) {
   if (c->closing) return;
   c->closing = 1;
+  bl_unlink(c);
   while (c->ngroups) group_leave(c, c->groups[0]);
   table_del(c);
   service_t *s = c->svc;
@@ -471,6 +527,7 @@ static void conn_write(app_conn_t *c, tusk_buf_t *b) {
     return;
   }
   q->c = c;
+  q->wk = NULL;
   q->buf = *b;
   tusk_buf_init(b);
   if (off) tusk_buf_consume(&q->buf, off);
@@ -1107,7 +1164,7 @@ static void on_command(app_worker_t *w, const tusk_chan_frame_t *f, const char *
       c->paused = 1;
       break;
     case TUSK_APP_CMD_RESUME:
-      if (c->paused) uv_read_start(&c->h.s, on_conn_alloc, on_conn_read);
+      if (c->paused && !c->bl_paused) uv_read_start(&c->h.s, on_conn_alloc, on_conn_read);
       c->paused = 0;
       break;
     case TUSK_APP_CMD_JOIN:
@@ -1471,6 +1528,7 @@ static void on_worker_pipe_closed(uv_handle_t *h) {
 
 static void worker_close_pipe(app_worker_t *w) {
   if (!w->pipe_open) return;
+  bl_resume_all(w); /* their next events go to another worker */
   w->pipe_open = 0;
   uv_close((uv_handle_t *)&w->pipe, on_worker_pipe_closed);
 }
@@ -1843,7 +1901,7 @@ static void on_udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *b, const str
   ev[0] = (char)(al >> 8);
   ev[1] = (char)al;
   app_worker_t *w = pick_worker();
-  if (!w) return;
+  if (!w || worker_backlog(w) > BACKLOG_HIGH) return; /* best effort: dropped */
   tusk_buf_t d;
   tusk_buf_init(&d);
   tusk_buf_append(&d, ev, (size_t)al + 2);

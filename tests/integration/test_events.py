@@ -1213,3 +1213,48 @@ def test_http_slow_requests_get_408(app):
     conn.request("GET", "/hello")
     assert conn.getresponse().read() == b"Hello, World!"
     conn.close()
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+@pytest.mark.pooled_only
+def test_flooding_a_slow_worker_meets_backpressure(app):
+    # A client sends far faster than PHP handles its messages: past the
+    # worker's backlog bound the master stops reading that client (TCP
+    # backpressure) instead of queueing without end.
+    a = app()
+    before = rss_kb(a.proc.pid)
+    s = socket.create_connection(("127.0.0.1", a.ports["text"]), timeout=5)
+    s.recv(100)  # the greeting
+    line = b"hog " + b"x" * 1000 + b"\n"
+    chunk = line * 256
+    sent = 0
+    s.setblocking(False)
+    deadline = time.time() + 4
+    while time.time() < deadline:
+        try:
+            sent += s.send(chunk)
+        except BlockingIOError:
+            time.sleep(0.01)
+    grown = rss_kb(a.proc.pid) - before
+    print("flood: sent %d bytes, master grew %d kB" % (sent, grown))
+    # Without the bound all of it (and the event framing) would sit in the
+    # master: ~20 MB/s here. With it: ~8 MiB of backlog plus socket buffers.
+    assert sent < 60 * 1024 * 1024, sent
+    assert grown < 40 * 1024, (grown, sent)
+    s.close()
+    # The backlog drains and the service answers again.
+    deadline = time.time() + 20
+    while True:
+        try:
+            c = Line(a.ports["text"])
+            assert c.ask("abc") == "echo abc"
+            break
+        except (AssertionError, socket.timeout, OSError):
+            assert time.time() < deadline, "no answer after the flood"

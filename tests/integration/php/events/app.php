@@ -26,6 +26,7 @@ $handler = function (Connection $c, string $data) use ($mark) {
     [$cmd, $arg] = array_pad(explode(' ', $data, 2), 2, '');
     switch ($cmd) {
         case 'pid': $c->send((string)getmypid()); break;
+        case 'hog': usleep(200); break; // a slow handler (flood tests); no answer
         case 'id': $c->send((string)$c->id); break;
         case 'remote': $c->send($c->getRemoteIp() . ' ' . $c->getRemotePort()); break;
         case 'join': $c->joinGroup($arg); $c->send("joined $arg"); break;
