@@ -1247,7 +1247,8 @@ def test_flooding_a_slow_worker_meets_backpressure(app):
     # Without the bound all of it (and the event framing) would sit in the
     # master: ~20 MB/s here. With it: ~8 MiB of backlog plus socket buffers.
     assert sent < 60 * 1024 * 1024, sent
-    assert grown < 40 * 1024, (grown, sent)
+    if "ASAN_OPTIONS" not in os.environ:  # ASan's quarantine keeps freed memory
+        assert grown < 40 * 1024, (grown, sent)
     s.close()
     # The backlog drains and the service answers again.
     deadline = time.time() + 20
