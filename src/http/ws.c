@@ -112,16 +112,27 @@ int tusk_ws_check_version(const char *v, size_t len) {
   return len == 2 && v[0] == '1' && v[1] == '3' ? 0 : TUSK_EPROTO;
 }
 
+/* a[0..n) and b[0..n) equal but for ASCII case (NUL is a byte like any). */
+static int same_ci(const char *a, const char *b, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
+    if (x >= 'A' && x <= 'Z') x = (unsigned char)(x + 32);
+    if (y >= 'A' && y <= 'Z') y = (unsigned char)(y + 32);
+    if (x != y) return 0;
+  }
+  return 1;
+}
+
 /* One entry e[0..n) against the origin o[0..ol). */
 static int origin_matches(const char *e, size_t n, const char *o, size_t ol) {
   if (n == 1 && e[0] == '*') return 1;
   const char *star = memchr(e, '*', n);
-  if (!star) return n == ol && strncasecmp(e, o, n) == 0;
+  if (!star) return n == ol && same_ci(e, o, n);
   /* A wildcard entry (scheme, "://", "*.domain[:port]") allows the origins
    * scheme://LABELS.domain[:port], one or more labels. */
   size_t pre = (size_t)(star - e), post = n - pre - 1;
   if (post < 2 || star[1] != '.' || ol <= pre + post) return 0;
-  if (strncasecmp(e, o, pre) != 0 || strncasecmp(star + 1, o + ol - post, post) != 0) return 0;
+  if (!same_ci(e, o, pre) || !same_ci(star + 1, o + ol - post, post)) return 0;
   for (size_t i = pre; i < ol - post; i++) {
     char ch = o[i];
     if (!(ch == '-' || ch == '.' || (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')))

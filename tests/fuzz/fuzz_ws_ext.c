@@ -67,5 +67,36 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     assert(tusk_ws_check_accept(v, len, acc, TUSK_WS_ACCEPT_LEN) == 0);
   }
   (void)tusk_ws_check_version(v, len);
+
+  /* Origin check: the value split at its first NUL (or in the middle)
+   * into an allowed list and an Origin. Every origin is allowed by itself
+   * and by "*"; an origin listed among others stays allowed; a list that
+   * allows it keeps doing so with an unrelated exact entry added. */
+  const char *nul = memchr(v, '\0', len);
+  size_t ll = nul ? (size_t)(nul - v) : len / 2, ol = len - ll - (nul ? 1 : 0);
+  const char *o = v + len - ol;
+  int allowed = tusk_ws_origin_allowed(v, ll, o, ol);
+  assert(allowed == 0 || allowed == 1);
+  assert(tusk_ws_origin_allowed("*", 1, o, ol) == 1);
+  assert(tusk_ws_origin_allowed(v, ll, NULL, 0) == 1);
+  if (ol && !memchr(o, ',', ol) && !memchr(o, '\n', ol) && !memchr(o, '\r', ol) && !memchr(o, '*', ol) &&
+      o[0] != ' ' && o[0] != '\t' && o[ol - 1] != ' ' && o[ol - 1] != '\t') {
+    assert(tusk_ws_origin_allowed(o, ol, o, ol) == 1);
+    char both[600];
+    if (ll + ol + 2 < sizeof both) {
+      memcpy(both, v, ll);
+      both[ll] = '\n';
+      memcpy(both + ll + 1, o, ol);
+      assert(tusk_ws_origin_allowed(both, ll + 1 + ol, o, ol) == 1);
+    }
+  }
+  int has_entry = 0;
+  for (size_t i = 0; i < ll && !has_entry; i++) has_entry = !strchr(" \t\r\n,", v[i]) || v[i] == '\0';
+  if (allowed && has_entry && ll + 40 < 600) {
+    char more[600];
+    memcpy(more, v, ll);
+    memcpy(more + ll, ",https://unrelated.example", 26);
+    assert(tusk_ws_origin_allowed(more, ll + 26, o, ol) == 1);
+  }
   return 0;
 }
