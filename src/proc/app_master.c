@@ -1442,7 +1442,9 @@ static int local_start(int index, int slot, int fd) {
   A.workers = w; /* the master's list is its business */
   A.local = w;
   A.mine = A.shm && slot >= 0 ? &A.shm[slot] : NULL;
-  A.next_id = (uint64_t)getpid() << 32; /* unique among the workers */
+  /* Unique among the workers and below 2^53 (exact as a JavaScript number):
+   * pids are below 2^22, and a worker may open 2^30 connections. */
+  A.next_id = (uint64_t)getpid() << 30;
   A.control_open = 0;
   A.master_fd = fd;
   tusk_buf_init(&A.master_in);
