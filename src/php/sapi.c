@@ -234,6 +234,35 @@ static int plain_var_name(const char *k, size_t n) {
   return 1;
 }
 
+/* The names of $_SERVER entries, kept for the life of the process as
+ * persistent strings with their hash computed (up to 1024 names; never
+ * freed, so that arrays an app keeps between requests can hold them), and
+ * the name last seen at each position of the request's variables: most
+ * requests repeat the previous one's names, so a name costs a compare
+ * instead of an allocation and a hash. */
+#define NAME_SLOTS 96
+static HashTable known_names;
+static int known_names_init;
+static zend_string *name_at[NAME_SLOTS];
+
+static zend_string *known_name(int i, const char *k, size_t n) {
+  zend_string *s = i < NAME_SLOTS ? name_at[i] : NULL;
+  if (s && ZSTR_LEN(s) == n && !memcmp(ZSTR_VAL(s), k, n)) return s;
+  if (!known_names_init) {
+    zend_hash_init(&known_names, 64, NULL, NULL, 1);
+    known_names_init = 1;
+  }
+  s = zend_hash_str_find_ptr(&known_names, k, n);
+  if (!s) {
+    if (zend_hash_num_elements(&known_names) >= 1024 || !plain_var_name(k, n)) return NULL;
+    s = zend_string_init(k, n, 1);
+    zend_string_hash_val(s);
+    zend_hash_str_add_ptr(&known_names, k, n, s);
+  }
+  if (i < NAME_SLOTS) name_at[i] = s;
+  return s;
+}
+
 static void sapi_tusk_register_variables(zval *track) {
   HashTable *ht = Z_TYPE_P(track) == IS_ARRAY ? Z_ARRVAL_P(track) : NULL;
   /* Sized once (no rehash while ~30 variables go in); plain names are
@@ -243,10 +272,11 @@ static void sapi_tusk_register_variables(zval *track) {
   for (int i = 0; i < R.job.nvars; i++) {
     const tusk_chan_var_t *v = &R.job.vars[i];
     if (v->klen == 0 || v->key[0] == '\x01') continue;
-    if (ht && plain_var_name(v->key, v->klen) && GC_REFCOUNT(ht) == 1) {
+    zend_string *name = ht && GC_REFCOUNT(ht) == 1 ? known_name(i, v->key, v->klen) : NULL;
+    if (name) {
       zval z;
       ZVAL_STRINGL_FAST(&z, v->val, v->vlen);
-      zend_hash_str_update(ht, v->key, v->klen, &z);
+      zend_hash_update(ht, name, &z);
       continue;
     }
     php_register_variable_safe((char *)v->key, v->val, v->vlen, track);
